@@ -1,0 +1,95 @@
+// Package config is lanmirror's one configuration model and its parsers:
+// the settings of `lanmirror serve` (filled from command-line flags) and the
+// classic rsyncd.conf syntax for the rsync daemon's modules.
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Default values of the serve settings.
+const (
+	DefaultDataDir    = "/var/cache/lanmirror"
+	DefaultHTTPAddr   = ":8080"
+	DefaultRsyncAddr  = ":873"
+	DefaultMirror     = "https://distfiles.gentoo.org"
+	DefaultModuleName = "gentoo-portage"
+)
+
+// Alias publishes a local directory read-only under /Name/ on the HTTP side.
+type Alias struct {
+	Dir  string
+	Name string
+}
+
+// ParseAlias parses http-replicator's "DIR:NAME" form.
+func ParseAlias(s string) (Alias, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return Alias{}, fmt.Errorf("config: alias %q: want DIR:NAME", s)
+	}
+	a := Alias{Dir: s[:i], Name: strings.Trim(s[i+1:], "/")}
+	if a.Name == "" || strings.ContainsAny(a.Name, "/\\") || a.Name == "." || a.Name == ".." {
+		return Alias{}, fmt.Errorf("config: alias %q: NAME must be one path segment", s)
+	}
+	if !filepath.IsAbs(a.Dir) {
+		abs, err := filepath.Abs(a.Dir)
+		if err != nil {
+			return Alias{}, fmt.Errorf("config: alias %q: %w", s, err)
+		}
+		a.Dir = abs
+	}
+	return a, nil
+}
+
+// Serve holds every setting of the daemon.
+type Serve struct {
+	// DataDir is where all state lives; the distfiles cache is below it.
+	DataDir string
+	// HTTPAddr is the HTTP listen address; empty disables the HTTP side.
+	HTTPAddr string
+	// Mirrors are the upstream distfiles mirrors, tried in order.
+	Mirrors []string
+	// Allow lists the clients that may use the server (acl rule syntax).
+	Allow []string
+	// Aliases are local directories served read-only under /NAME/.
+	Aliases []Alias
+	// ProxyAllowHosts are extra destinations the forward proxy may reach.
+	ProxyAllowHosts []string
+	// LogFile is the access log; empty means standard error.
+	LogFile string
+
+	// RsyncAddr is the rsync daemon's listen address; empty disables it.
+	RsyncAddr string
+	// RsyncdConf is the path of a classic rsyncd.conf, if any.
+	RsyncdConf string
+	// RsyncModules are quick NAME=PATH modules given on the command line.
+	RsyncModules []Module
+
+	// Tree is a local ebuild repository whose Manifests verify distfiles.
+	Tree string
+	// Binpkgs is a PKGDIR served under /binpkgs/.
+	Binpkgs string
+	// BinhostUpstream is an upstream binhost cached under /binpkgs/.
+	BinhostUpstream string
+	// MaxCache caps the distfiles cache size in bytes; 0 means no cap.
+	MaxCache int64
+	// CleanInterval is how often the daemon cleans the cache; 0 disables.
+	CleanInterval time.Duration
+}
+
+// Defaults returns the settings lanmirror uses when nothing is configured.
+func Defaults() Serve {
+	return Serve{
+		DataDir:   DefaultDataDir,
+		HTTPAddr:  DefaultHTTPAddr,
+		Mirrors:   []string{DefaultMirror},
+		RsyncAddr: DefaultRsyncAddr,
+	}
+}
+
+// DistfilesDir is where cached distfiles live.
+func (s *Serve) DistfilesDir() string { return filepath.Join(s.DataDir, "distfiles") }

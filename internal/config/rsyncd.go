@@ -1,0 +1,34 @@
+package config
+
+import "time"
+
+// Rsyncd is the rsync daemon's configuration: the global section of an
+// rsyncd.conf and its modules.
+type Rsyncd struct {
+	// Global parameters.
+	Port     int    // "port"; 0 means unset
+	Address  string // "address"
+	PIDFile  string // "pid file"
+	MOTDFile string // "motd file"
+	// Modules in file order.
+	Modules []Module
+	// Warnings collects unknown or unsupported parameters, with file:line.
+	Warnings []string
+}
+
+// Module is one [module] section (global values already applied as defaults).
+type Module struct {
+	Name           string
+	Path           string
+	Comment        string
+	Exclude        []string // server-side exclude patterns
+	HostsAllow     []string // acl rule syntax
+	HostsDeny      []string
+	MaxConnections int // 0: unlimited
+	ReadOnly       bool
+	UseChroot      bool
+	UID            string
+	GID            string
+	Timeout        time.Duration // 0: none
+	List           bool          // shown in the module list
+}
