@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -51,7 +52,10 @@ func serveFlags(fs *pflag.FlagSet, cfg *config.Serve) (finish func() error) {
 	fs.StringVar(&cfg.RsyncAddr, "rsync", d.RsyncAddr, "rsync daemon listen address; empty disables")
 	fs.StringVar(&cfg.RsyncdConf, "rsyncd-conf", "", "classic rsyncd.conf with the rsync modules")
 	modules := fs.StringArray("rsync-module", nil, "rsync module NAME=PATH, repeatable")
-	fs.StringVar(&cfg.Tree, "tree", "", "local ebuild repository whose Manifests verify distfiles")
+	fs.StringVar(&cfg.Tree, "tree", "", "local ebuild repository: verifies distfiles, and is served as rsync module gentoo-portage when no module is configured")
+	fs.StringVar(&cfg.TreeUpstream, "tree-upstream", "", "mirror the tree from this rsync URL into atomic snapshots below --data (e.g. rsync://rsync.gentoo.org/gentoo-portage/)")
+	fs.DurationVar(&cfg.TreeInterval, "tree-interval", d.TreeInterval, "how often to sync the tree from --tree-upstream")
+	fs.IntVar(&cfg.TreeKeep, "tree-keep", d.TreeKeep, "how many tree snapshots to keep")
 	fs.StringVar(&cfg.Binpkgs, "binpkgs", "", "PKGDIR served under /binpkgs/")
 	fs.StringVar(&cfg.BinhostUpstream, "binhost-upstream", "", "upstream binhost URL cached under /binpkgs/")
 	maxCache := fs.String("max-cache", "", "distfiles cache size cap (e.g. 200G); empty: no cap")
@@ -71,6 +75,15 @@ func serveFlags(fs *pflag.FlagSet, cfg *config.Serve) (finish func() error) {
 			}
 			cfg.RsyncModules = append(cfg.RsyncModules, config.Module{
 				Name: name, Path: path, ReadOnly: true, UseChroot: true, List: true,
+			})
+		}
+		if cfg.TreeUpstream != "" && cfg.Tree == "" {
+			cfg.Tree = filepath.Join(cfg.TreeDir(), "current")
+		}
+		if cfg.Tree != "" && cfg.RsyncdConf == "" && len(cfg.RsyncModules) == 0 {
+			cfg.RsyncModules = append(cfg.RsyncModules, config.Module{
+				Name: config.DefaultModuleName, Path: cfg.Tree, Comment: "Gentoo ebuild repository",
+				Exclude: config.TreeExcludes, ReadOnly: true, UseChroot: true, List: true,
 			})
 		}
 		if *maxCache != "" {

@@ -19,6 +19,10 @@ const (
 	DefaultModuleName = "gentoo-portage"
 )
 
+// TreeExcludes are kept out of a served tree (server side), as Portage
+// itself excludes them: a local repository may hold distfiles or packages.
+var TreeExcludes = []string{"/distfiles", "/packages", "/local", "/.git"}
+
 // Alias publishes a local directory read-only under /Name/ on the HTTP side.
 type Alias struct {
 	Dir  string
@@ -69,8 +73,16 @@ type Serve struct {
 	// RsyncModules are quick NAME=PATH modules given on the command line.
 	RsyncModules []Module
 
-	// Tree is a local ebuild repository whose Manifests verify distfiles.
+	// Tree is a local ebuild repository whose Manifests verify distfiles;
+	// with no rsync module configured it is also served as gentoo-portage.
 	Tree string
+	// TreeUpstream is an rsync URL the tree is mirrored from into snapshots
+	// below DataDir/tree; Tree then defaults to the published snapshot.
+	TreeUpstream string
+	// TreeInterval is how often the tree is synced from TreeUpstream.
+	TreeInterval time.Duration
+	// TreeKeep is how many tree snapshots to keep.
+	TreeKeep int
 	// Binpkgs is a PKGDIR served under /binpkgs/.
 	Binpkgs string
 	// BinhostUpstream is an upstream binhost cached under /binpkgs/.
@@ -84,12 +96,17 @@ type Serve struct {
 // Defaults returns the settings lanmirror uses when nothing is configured.
 func Defaults() Serve {
 	return Serve{
-		DataDir:   DefaultDataDir,
-		HTTPAddr:  DefaultHTTPAddr,
-		Mirrors:   []string{DefaultMirror},
-		RsyncAddr: DefaultRsyncAddr,
+		DataDir:      DefaultDataDir,
+		HTTPAddr:     DefaultHTTPAddr,
+		Mirrors:      []string{DefaultMirror},
+		RsyncAddr:    DefaultRsyncAddr,
+		TreeInterval: time.Hour,
+		TreeKeep:     3,
 	}
 }
+
+// TreeDir is where tree snapshots live.
+func (s *Serve) TreeDir() string { return filepath.Join(s.DataDir, "tree") }
 
 // DistfilesDir is where cached distfiles live.
 func (s *Serve) DistfilesDir() string { return filepath.Join(s.DataDir, "distfiles") }
