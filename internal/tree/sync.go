@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/metrics"
 )
 
 // TimestampFile is the file a Gentoo tree carries to say when it was made;
@@ -81,7 +83,18 @@ func (sy *Syncer) source() string {
 // the upstream timestamp with the published one and copies nothing when they
 // match; otherwise it writes a new snapshot (unchanged files hard linked to
 // the previous one) and publishes it only when the transfer completed.
-func (sy *Syncer) Sync(ctx context.Context) (Result, error) {
+func (sy *Syncer) Sync(ctx context.Context) (res Result, err error) {
+	defer func() {
+		switch {
+		case err != nil:
+			metrics.TreeSyncs.WithLabelValues("error").Inc()
+		case res.Changed:
+			metrics.TreeSyncs.WithLabelValues("published").Inc()
+			metrics.TreePublished.SetToCurrentTime()
+		default:
+			metrics.TreeSyncs.WithLabelValues("unchanged").Inc()
+		}
+	}()
 	cur, haveCur, err := sy.Store.Current()
 	if err != nil {
 		return Result{}, err
