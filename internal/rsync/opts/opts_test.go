@@ -1,0 +1,82 @@
+package opts
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePortage27(t *testing.T) {
+	o, err := Parse(strings.Fields("--server --sender -vlWtprz --timeout=180 --safe-links . gentoo-portage/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Verbose != 1 || !o.Links || !o.WholeFile || !o.Times || !o.Perms || !o.Recursive || !o.Compress {
+		t.Fatalf("flags: %+v", o)
+	}
+	if o.Timeout != 180*time.Second || !o.SafeLinks || o.HasCaps {
+		t.Fatalf("opts: %+v", o)
+	}
+	if len(o.Paths) != 1 || o.Paths[0] != "gentoo-portage/" {
+		t.Fatalf("paths %q", o.Paths)
+	}
+}
+
+func TestParsePortage31Probe(t *testing.T) {
+	o, err := Parse(strings.Fields("--server --sender -vlWtprze.iLsfxCIvu --timeout=180 --safe-links --inplace . gentoo-portage/metadata/timestamp.chk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.HasCaps || o.Capabilities != "iLsfxCIvu" || !o.HasCap('v') || !o.HasCap('C') || o.HasCap('z') {
+		t.Fatalf("caps %q", o.Capabilities)
+	}
+	if !o.Inplace || !o.Compress {
+		t.Fatalf("opts %+v", o)
+	}
+	if o.Paths[0] != "gentoo-portage/metadata/timestamp.chk" {
+		t.Fatalf("paths %q", o.Paths)
+	}
+}
+
+func TestParseMisc(t *testing.T) {
+	o, err := Parse(strings.Fields("--server --sender -logDtpre.iLsfxCIvu --list-only --compress-level=9 --compress-choice=zstd --checksum-seed=42 . m/ m/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Owner || !o.Group || !o.Devices || !o.ListOnly || o.CompressLvl != 9 || o.CompressChoice != "zstd" || !o.Compress || o.ChecksumSeed != 42 {
+		t.Fatalf("opts %+v", o)
+	}
+	if len(o.Paths) != 2 {
+		t.Fatalf("paths %q", o.Paths)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := map[string]string{
+		"--server -vlr . m/":                   "read only",
+		"--sender -r . m/":                     "--server",
+		"--server --sender -vQ . m/":           "unknown option -Q",
+		"--server --sender --frobnicate . m/":  "unknown option",
+		"--server --sender --timeout=x . m/":   "--timeout",
+		"--server --sender -r .":               "no source path",
+		"--server --sender -H . m/":            "not supported",
+		"--server --sender --files-from=x . m": "not supported",
+	}
+	for in, want := range cases {
+		_, err := Parse(strings.Fields(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", in, err, want)
+		}
+	}
+	if _, err := Parse(strings.Fields("--server -r . m/")); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("want ErrReadOnly, got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("--server --sender -vlWtprze.iLsfxCIvu --timeout=180 --safe-links . gentoo-portage/")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = Parse(strings.Split(s, " "))
+	})
+}
