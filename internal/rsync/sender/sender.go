@@ -143,6 +143,8 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.setup(); err != nil {
 		return err
 	}
+	s.log.Debug("session setup", "protocol", s.cfg.Protocol, "compat", s.compat,
+		"checksum", s.checksum, "compress", s.compress, "seed", s.seed)
 	s.out = wire.NewMuxWriter(s.conn)
 	if s.cfg.Protocol >= 31 && s.o.Timeout > 0 {
 		if err := s.out.WriteMsg(wire.MsgIOTimeout, le32(int32(s.o.Timeout/time.Second))); err != nil {

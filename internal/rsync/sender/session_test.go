@@ -175,6 +175,17 @@ func TestSetupWithStockClient(t *testing.T) {
 				if !strings.Contains(logs, want) || !strings.Contains(logs, "/.git") {
 					t.Fatalf("filter rules not received (want %q):\n%s", want, logs)
 				}
+				wantSum := "checksum=md4"
+				if proto >= 30 {
+					wantSum = "checksum=md5"
+				}
+				wantComp := "compress=\"\""
+				if z {
+					wantComp = "compress=zlib"
+				}
+				if !strings.Contains(logs, wantSum) || !strings.Contains(logs, wantComp) {
+					t.Fatalf("negotiation: want %s %s:\n%s", wantSum, wantComp, logs)
+				}
 			})
 		}
 	}
