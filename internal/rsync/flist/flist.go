@@ -1,0 +1,495 @@
+// Package flist builds rsync file lists: it scans a module through an
+// *os.Root (symlinks are listed, never followed), keeps one shared scan per
+// module, selects the entries a client asked for, sorts them in the order
+// the negotiated protocol expects and encodes them for the wire.
+package flist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/filter"
+)
+
+// Unix file type bits as sent on the wire.
+const (
+	ModeTypeMask = 0o170000
+	ModeReg      = 0o100000
+	ModeDir      = 0o040000
+	ModeLink     = 0o120000
+)
+
+// File is one file list entry.
+type File struct {
+	Name       string // the name as sent in the file list, "/"-separated
+	Path       string // module-relative path to open through the Root ("." for the root)
+	Mode       uint32 // unix mode including type bits
+	Size       int64
+	ModTime    int64
+	ModNsec    int32
+	UID, GID   uint32
+	LinkTarget string
+	TopDir     bool // a top-level directory of the transfer (XMIT_TOP_DIR)
+}
+
+// IsDir reports whether f is a directory.
+func (f *File) IsDir() bool { return f.Mode&ModeTypeMask == ModeDir }
+
+// IsRegular reports whether f is a regular file.
+func (f *File) IsRegular() bool { return f.Mode&ModeTypeMask == ModeReg }
+
+// IsLink reports whether f is a symbolic link.
+func (f *File) IsLink() bool { return f.Mode&ModeTypeMask == ModeLink }
+
+// Request says what a client asked for.
+type Request struct {
+	Paths     []string // source args with the module name stripped: "", ".", "dir/", "dir", "a/file"
+	Recursive bool
+	Links     bool
+	Rules     *filter.Rules
+	Protocol  int
+}
+
+// List is a per-client view onto a scan, in the protocol's sort order.
+type List struct {
+	Files []*File
+}
+
+// minRecheck is the minimal interval between freshness checks of a scan.
+const minRecheck = 2 * time.Second
+
+// Cache holds the shared scan of one module.
+type Cache struct {
+	root     *os.Root
+	excludes *filter.Rules
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	snap    *snapshot
+	checked time.Time
+}
+
+// snapshot is an immutable scan of the whole module.
+type snapshot struct {
+	files []*File             // module-relative names, in protocol 29+ order, "." first
+	index map[string]int      // module-relative path -> position in files
+	dirs  map[string]dirStamp // directory path -> mtime at scan time
+}
+
+type dirStamp struct {
+	sec  int64
+	nsec int32
+}
+
+// NewCache returns the shared file list cache of a module. excludes are
+// server-side exclude patterns (rsyncd.conf "exclude"), module-relative;
+// excluded paths are invisible to clients.
+func NewCache(root *os.Root, excludes []string, log *slog.Logger) *Cache {
+	if log == nil {
+		log = slog.Default()
+	}
+	rules := make([]string, 0, len(excludes))
+	for _, e := range excludes {
+		if e = strings.TrimSpace(e); e != "" {
+			rules = append(rules, "- "+e)
+		}
+	}
+	r, err := filter.Parse(rules, 31)
+	if err != nil {
+		log.Warn("rsync module excludes ignored", "err", err)
+		r = nil
+	}
+	return &Cache{root: root, excludes: r, log: log}
+}
+
+// Invalidate forces a rescan on the next request.
+func (c *Cache) Invalidate() {
+	c.mu.Lock()
+	c.snap = nil
+	c.mu.Unlock()
+}
+
+// Excluded reports whether a module-relative path is hidden by the
+// server-side excludes (also for paths below an excluded directory).
+func (c *Cache) Excluded(rel string, isDir bool) bool {
+	if c.excludes == nil || rel == "." || rel == "" {
+		return false
+	}
+	parts := strings.Split(rel, "/")
+	for i := 1; i < len(parts); i++ {
+		if c.excludes.Excluded(strings.Join(parts[:i], "/"), true) {
+			return true
+		}
+	}
+	return c.excludes.Excluded(rel, isDir)
+}
+
+// fileOf builds an entry from Lstat information.
+func (c *Cache) fileOf(rel string, fi fs.FileInfo) (*File, error) {
+	f := &File{Path: rel, Name: rel}
+	m := fi.Mode()
+	perm := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		perm |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		perm |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		perm |= 0o1000
+	}
+	switch {
+	case m.IsRegular():
+		f.Mode = ModeReg | perm
+		f.Size = fi.Size()
+	case m.IsDir():
+		f.Mode = ModeDir | perm
+	case m&fs.ModeSymlink != 0:
+		f.Mode = ModeLink | perm
+		t, err := c.root.Readlink(rel)
+		if err != nil {
+			return nil, fmt.Errorf("readlink %s: %w", rel, err)
+		}
+		f.LinkTarget = t
+		f.Size = int64(len(t))
+	default:
+		return nil, nil // devices, fifos, sockets are not served
+	}
+	mt := fi.ModTime()
+	f.ModTime = mt.Unix()
+	f.ModNsec = int32(mt.Nanosecond())
+	f.UID, f.GID = ownerOf(fi)
+	return f, nil
+}
+
+// scanTree walks the directory rel (module-relative) recursively and
+// returns its entries (rel itself first) in protocol 29+ order.
+func (c *Cache) scanTree(ctx context.Context, rel string, dirs map[string]dirStamp) ([]*File, error) {
+	fi, err := c.root.Lstat(rel)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", rel, err)
+	}
+	top, err := c.fileOf(rel, fi)
+	if err != nil || top == nil {
+		return nil, err
+	}
+	out := []*File{top}
+	if !top.IsDir() {
+		return out, nil
+	}
+	if dirs != nil {
+		dirs[rel] = dirStamp{top.ModTime, top.ModNsec}
+	}
+	err = c.walkDir(ctx, rel, &out, dirs)
+	return out, err
+}
+
+// walkDir appends the contents of dir: files first, then each
+// subdirectory followed by its own contents (rsync 29+ order).
+func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[string]dirStamp) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d, err := c.root.Open(dir)
+	if err != nil {
+		c.log.Warn("rsync: cannot open directory", "dir", dir, "err", err)
+		return nil
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		c.log.Warn("rsync: cannot read directory", "dir", dir, "err", err)
+	}
+	var files, subdirs []*File
+	for _, e := range ents {
+		rel := e.Name()
+		if dir != "." {
+			rel = dir + "/" + e.Name()
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("stat %s: %w", rel, err)
+		}
+		f, err := c.fileOf(rel, fi)
+		if err != nil {
+			c.log.Warn("rsync: skipping entry", "path", rel, "err", err)
+			continue
+		}
+		if f == nil || c.Excluded(rel, f.IsDir()) {
+			continue
+		}
+		if f.IsDir() {
+			subdirs = append(subdirs, f)
+		} else {
+			files = append(files, f)
+		}
+	}
+	byName := func(a, b *File) int { return strings.Compare(path.Base(a.Path), path.Base(b.Path)) }
+	slices.SortFunc(files, byName)
+	slices.SortFunc(subdirs, func(a, b *File) int {
+		return strings.Compare(path.Base(a.Path)+"/", path.Base(b.Path)+"/")
+	})
+	*out = append(*out, files...)
+	for _, s := range subdirs {
+		*out = append(*out, s)
+		if dirs != nil {
+			dirs[s.Path] = dirStamp{s.ModTime, s.ModNsec}
+		}
+		if err := c.walkDir(ctx, s.Path, out, dirs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fresh reports whether every directory of s still has its scanned mtime.
+func (c *Cache) fresh(s *snapshot) bool {
+	for d, st := range s.dirs {
+		fi, err := c.root.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+		mt := fi.ModTime()
+		if mt.Unix() != st.sec || int32(mt.Nanosecond()) != st.nsec {
+			return false
+		}
+	}
+	return true
+}
+
+// full returns the shared scan of the whole module, rescanning if the
+// tree changed (checked at most every minRecheck) or after Invalidate.
+func (c *Cache) full(ctx context.Context) (*snapshot, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.snap != nil && (time.Since(c.checked) < minRecheck || c.fresh(c.snap)) {
+		if time.Since(c.checked) >= minRecheck {
+			c.checked = time.Now()
+		}
+		return c.snap, nil
+	}
+	dirs := map[string]dirStamp{}
+	files, err := c.scanTree(ctx, ".", dirs)
+	if err != nil {
+		return nil, fmt.Errorf("scanning module: %w", err)
+	}
+	s := &snapshot{files: files, index: make(map[string]int, len(files)), dirs: dirs}
+	for i, f := range files {
+		s.index[f.Path] = i
+	}
+	c.snap, c.checked = s, time.Now()
+	c.log.Debug("rsync module scanned", "files", len(files))
+	return s, nil
+}
+
+// cleanArg turns a client source argument into a module-relative path
+// and whether it asked for the directory contents (trailing "/" or ".").
+func cleanArg(p string) (rel string, contents bool, err error) {
+	contents = p == "" || strings.HasSuffix(p, "/") || p == "." || strings.HasSuffix(p, "/.")
+	p = strings.TrimLeft(p, "/")
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", false, fmt.Errorf("path %q escapes the module", p)
+		}
+	}
+	rel = path.Clean("/" + p)[1:]
+	if rel == "" {
+		rel = "."
+	}
+	return rel, contents, nil
+}
+
+// Select returns the entries a client asked for, with names relative to
+// the transfer root as stock rsync sends them without -R. The whole
+// module comes from the shared scan; single files are answered with one
+// Lstat and subdirectories by walking only that subtree.
+func (c *Cache) Select(ctx context.Context, req Request) (*List, error) {
+	paths := req.Paths
+	if len(paths) == 0 {
+		paths = []string{"."}
+	}
+	var out []*File
+	for _, p := range paths {
+		rel, contents, err := cleanArg(p)
+		if err != nil {
+			return nil, err
+		}
+		fs, err := c.selectOne(ctx, rel, contents, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs...)
+	}
+	if req.Protocol < 29 {
+		slices.SortStableFunc(out, func(a, b *File) int { return strings.Compare(a.Name, b.Name) })
+	} else {
+		slices.SortStableFunc(out, func(a, b *File) int { return Compare(a, b) })
+	}
+	out = dedupe(out)
+	return &List{Files: out}, nil
+}
+
+func dedupe(fs []*File) []*File {
+	if len(fs) < 2 {
+		return fs
+	}
+	w := 1
+	for i := 1; i < len(fs); i++ {
+		if fs[i].Name != fs[w-1].Name {
+			fs[w] = fs[i]
+			w++
+		}
+	}
+	return fs[:w]
+}
+
+func (c *Cache) selectOne(ctx context.Context, rel string, contents bool, req Request) ([]*File, error) {
+	fi, err := c.root.Lstat(rel)
+	if err != nil || c.Excluded(rel, err == nil && fi.IsDir()) {
+		return nil, fmt.Errorf("link_stat %q failed: %w", rel, fs.ErrNotExist)
+	}
+	if !fi.IsDir() || (!req.Recursive && !contents) {
+		f, err := c.fileOf(rel, fi)
+		if err != nil {
+			return nil, err
+		}
+		if f == nil {
+			return nil, nil
+		}
+		g := *f
+		g.Name = path.Base(rel)
+		if rel == "." {
+			g.Name = "."
+		}
+		if g.IsDir() {
+			g.TopDir = true
+		}
+		return []*File{&g}, nil
+	}
+	// A directory: the shared scan for the module root, else a walk of
+	// just this subtree.
+	var tree []*File
+	if rel == "." {
+		s, err := c.full(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tree = s.files
+	} else if tree, err = c.scanTree(ctx, rel, nil); err != nil {
+		return nil, err
+	}
+	prefix := ""  // stripped from module-relative paths
+	namePre := "" // prepended to the remainder
+	if contents {
+		if rel != "." {
+			prefix = rel + "/"
+		}
+	} else {
+		prefix = rel + "/"
+		namePre = path.Base(rel) + "/"
+	}
+	out := make([]*File, 0, len(tree))
+	var skip string // excluded directory whose subtree is skipped
+	for i, f := range tree {
+		if skip != "" && strings.HasPrefix(f.Path, skip) {
+			continue
+		}
+		skip = ""
+		var name string
+		switch {
+		case i == 0 && contents:
+			name = "."
+		case i == 0:
+			name = path.Base(rel)
+		default:
+			name = namePre + strings.TrimPrefix(f.Path, prefix)
+			if !req.Recursive && contents && strings.Contains(strings.TrimPrefix(f.Path, prefix), "/") {
+				continue
+			}
+		}
+		if i > 0 && req.Rules.Excluded(name, f.IsDir()) {
+			if f.IsDir() {
+				skip = f.Path + "/"
+			}
+			continue
+		}
+		if name == f.Name && !(i == 0) {
+			out = append(out, f)
+			continue
+		}
+		g := *f
+		g.Name = name
+		g.TopDir = i == 0
+		out = append(out, &g)
+	}
+	return out, nil
+}
+
+// Compare orders two entries as rsync 29+ does (f_name_cmp): component by
+// component; within one directory non-directories sort before
+// directories, and directory names compare as if they ended in "/".
+// "." sorts first.
+func Compare(a, b *File) int {
+	if a.Name == b.Name {
+		return 0
+	}
+	if a.Name == "." {
+		return -1
+	}
+	if b.Name == "." {
+		return 1
+	}
+	an, bn := a.Name, b.Name
+	for {
+		ai := strings.IndexByte(an, '/')
+		bi := strings.IndexByte(bn, '/')
+		ac, bc := an, bn
+		if ai >= 0 {
+			ac = an[:ai]
+		}
+		if bi >= 0 {
+			bc = bn[:bi]
+		}
+		aDir := ai >= 0 || a.IsDir()
+		bDir := bi >= 0 || b.IsDir()
+		if ac == bc && ai >= 0 && bi >= 0 {
+			an, bn = an[ai+1:], bn[bi+1:]
+			continue
+		}
+		if ac == bc {
+			// one is the directory itself, the other is inside it
+			if ai < 0 && bi >= 0 {
+				if aDir {
+					return -1
+				}
+				return -1
+			}
+			if bi < 0 && ai >= 0 {
+				return 1
+			}
+		}
+		if aDir != bDir {
+			if aDir {
+				return 1
+			}
+			return -1
+		}
+		if aDir {
+			ac += "/"
+			bc += "/"
+		}
+		return strings.Compare(ac, bc)
+	}
+}
