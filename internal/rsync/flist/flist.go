@@ -73,6 +73,10 @@ type Cache struct {
 	excludes *filter.Rules
 	log      *slog.Logger
 
+	// Recheck is the minimal interval between freshness checks of the
+	// shared scan (directory mtimes are compared); set before first use.
+	Recheck time.Duration
+
 	mu      sync.Mutex
 	snap    *snapshot
 	checked time.Time
@@ -108,7 +112,7 @@ func NewCache(root *os.Root, excludes []string, log *slog.Logger) *Cache {
 		log.Warn("rsync module excludes ignored", "err", err)
 		r = nil
 	}
-	return &Cache{root: root, excludes: r, log: log}
+	return &Cache{root: root, excludes: r, log: log, Recheck: minRecheck}
 }
 
 // Invalidate forces a rescan on the next request.
@@ -274,8 +278,8 @@ func (c *Cache) fresh(s *snapshot) bool {
 func (c *Cache) full(ctx context.Context) (*snapshot, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.snap != nil && (time.Since(c.checked) < minRecheck || c.fresh(c.snap)) {
-		if time.Since(c.checked) >= minRecheck {
+	if c.snap != nil && (time.Since(c.checked) < c.Recheck || c.fresh(c.snap)) {
+		if time.Since(c.checked) >= c.Recheck {
 			c.checked = time.Now()
 		}
 		return c.snap, nil

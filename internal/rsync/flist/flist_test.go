@@ -327,3 +327,70 @@ func TestEncodeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestRescanOnChangeAndProbeWithoutWalk(t *testing.T) {
+	dir := makeTree(t)
+	c := openCache(t, dir, nil)
+	ctx := context.Background()
+	l, err := c.Select(ctx, Request{Paths: []string{"metadata/timestamp.chk"}, Recursive: true, Protocol: 31})
+	if err != nil || len(l.Files) != 1 || l.Files[0].Name != "timestamp.chk" || !l.Files[0].IsRegular() {
+		t.Fatalf("probe: %v %v", err, l)
+	}
+	if c.snap != nil {
+		t.Error("single-file request walked the module")
+	}
+	c.Recheck = 0
+	l1, _ := c.Select(ctx, Request{Recursive: true, Protocol: 31})
+	if err := os.WriteFile(filepath.Join(dir, "b", "added"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// make sure the directory mtime differs even on coarse clocks
+	if err := os.Chtimes(filepath.Join(dir, "b"), time.Unix(1, 0), time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	l2, _ := c.Select(ctx, Request{Recursive: true, Protocol: 31})
+	if len(l2.Files) != len(l1.Files)+1 {
+		t.Errorf("changed tree: %d entries, want %d", len(l2.Files), len(l1.Files)+1)
+	}
+}
+
+func TestEncodeChecksums(t *testing.T) {
+	dir := makeTree(t)
+	c := openCache(t, dir, nil)
+	for _, proto := range []int{27, 29} {
+		l, err := c.Select(context.Background(), Request{Paths: []string{"b/"}, Recursive: true, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plain, summed bytes.Buffer
+		o := EncodeOptions{Protocol: proto, Recursive: true}
+		if err := l.Encode(&plain, o); err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		o.ChecksumLen = 16
+		o.Checksum = func(f *File) ([]byte, error) { calls++; return bytes.Repeat([]byte{0xAB}, 16), nil }
+		if err := l.Encode(&summed, o); err != nil {
+			t.Fatal(err)
+		}
+		regular, all := 0, 0
+		for _, f := range l.Files {
+			if !f.IsLink() {
+				all++
+				if f.IsRegular() {
+					regular++
+				}
+			}
+		}
+		withSum := regular
+		if proto < 28 {
+			withSum = all // below 28 every entry carries a (zero) sum
+		}
+		if calls != regular || summed.Len()-plain.Len() != 16*withSum {
+			t.Errorf("proto %d: %d checksum calls (want %d), %d extra bytes (want %d)", proto, calls, regular, summed.Len()-plain.Len(), 16*withSum)
+		}
+		if bytes.Count(summed.Bytes(), bytes.Repeat([]byte{0xAB}, 16)) != regular {
+			t.Errorf("proto %d: checksums not found in the encoding", proto)
+		}
+	}
+}
