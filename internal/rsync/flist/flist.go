@@ -157,6 +157,7 @@ func (c *Cache) fileOf(rel string, fi fs.FileInfo) (*File, error) {
 		f.Size = fi.Size()
 	case m.IsDir():
 		f.Mode = ModeDir | perm
+		f.Size = fi.Size() // stock rsync sends st_size for directories too
 	case m&fs.ModeSymlink != 0:
 		f.Mode = ModeLink | perm
 		t, err := c.root.Readlink(rel)

@@ -1,0 +1,94 @@
+package flist
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+)
+
+// stockFlist runs the stock rsync as a server sender over dir at a
+// pre-30 protocol and returns the raw file list bytes it sends.
+func stockFlist(t *testing.T, dir string, proto int) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync not installed")
+	}
+	cmd := exec.Command("rsync", "--server", "--sender", "-lr", ".", dir+"/")
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	wire.WriteInt32(in, int32(proto))
+	if _, err := wire.ReadInt32(out); err != nil { // remote version
+		t.Fatal(err)
+	}
+	if _, err := wire.ReadInt32(out); err != nil { // checksum seed
+		t.Fatal(err)
+	}
+	wire.WriteInt32(in, 0) // empty filter list
+	var data []byte
+	for i := 0; i < 20; i++ {
+		var h [4]byte
+		if _, err := io.ReadFull(out, h[:]); err != nil {
+			t.Fatal(err)
+		}
+		v := binary.LittleEndian.Uint32(h[:])
+		pl := make([]byte, v&0xFFFFFF)
+		if _, err := io.ReadFull(out, pl); err != nil {
+			t.Fatal(err)
+		}
+		if v>>24 == 7 {
+			data = append(data, pl...)
+			break
+		}
+	}
+	return data
+}
+
+// TestEncodeMatchesStockBytes builds chains with one entry per directory
+// (so the stock sender's readdir order equals the sorted order) and
+// compares our encoding byte for byte with stock rsync's.
+func TestEncodeMatchesStockBytes(t *testing.T) {
+	for _, leaf := range []string{"file", "link"} {
+		dir := t.TempDir()
+		q := filepath.Join(dir, "p", "q q")
+		if err := os.MkdirAll(q, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(q, "ü-leaf")
+		if leaf == "file" {
+			if err := os.WriteFile(f, []byte("some data"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(f, time.Unix(1500000000, 0), time.Unix(1500000000, 0))
+		} else if err := os.Symlink("../../outside", f); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(q, time.Unix(1600000000, 0), time.Unix(1600000000, 0))
+		for _, proto := range []int{27, 28, 29} {
+			want := stockFlist(t, dir, proto)
+			c := openCache(t, dir, nil)
+			l, err := c.Select(context.Background(), Request{Recursive: true, Links: true, Protocol: proto})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := l.Encode(&got, EncodeOptions{Protocol: proto, Links: true, Recursive: true}); err != nil {
+				t.Fatal(err)
+			}
+			if len(want) < got.Len() || !bytes.Equal(got.Bytes(), want[:got.Len()]) {
+				t.Errorf("%s proto %d:\n got %x\nwant %x", leaf, proto, got.Bytes(), want)
+			}
+		}
+	}
+}
