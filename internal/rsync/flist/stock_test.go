@@ -21,7 +21,11 @@ func stockFlist(t *testing.T, dir string, proto int) []byte {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("rsync not installed")
 	}
-	cmd := exec.Command("rsync", "--server", "--sender", "-lr", ".", dir+"/")
+	flags := "-lr"
+	if proto >= 30 {
+		flags = "-lre.LsfxCvu" // varint flist flags, no incremental recursion
+	}
+	cmd := exec.Command("rsync", "--server", "--sender", flags, ".", dir+"/")
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -29,11 +33,25 @@ func stockFlist(t *testing.T, dir string, proto int) []byte {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	wire.WriteInt32(in, int32(proto))
+	if proto >= 30 {
+		wire.WriteVstring(in, "md5")
+	}
 	if _, err := wire.ReadInt32(out); err != nil { // remote version
 		t.Fatal(err)
 	}
+	if proto >= 30 {
+		if _, err := wire.ReadVarint(out); err != nil { // compat flags
+			t.Fatal(err)
+		}
+		if _, err := wire.ReadVstring(out, 0); err != nil { // checksum list
+			t.Fatal(err)
+		}
+	}
 	if _, err := wire.ReadInt32(out); err != nil { // checksum seed
 		t.Fatal(err)
+	}
+	if proto >= 30 { // the client's side is multiplexed too
+		wire.WriteInt32(in, 7<<24|4)
 	}
 	wire.WriteInt32(in, 0) // empty filter list
 	var data []byte
@@ -75,7 +93,7 @@ func TestEncodeMatchesStockBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chtimes(q, time.Unix(1600000000, 0), time.Unix(1600000000, 0))
-		for _, proto := range []int{27, 28, 29} {
+		for _, proto := range []int{27, 28, 29, 30, 31} {
 			want := stockFlist(t, dir, proto)
 			c := openCache(t, dir, nil)
 			l, err := c.Select(context.Background(), Request{Recursive: true, Links: true, Protocol: proto})
@@ -83,7 +101,7 @@ func TestEncodeMatchesStockBytes(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got bytes.Buffer
-			if err := l.Encode(&got, EncodeOptions{Protocol: proto, Links: true, Recursive: true}); err != nil {
+			if err := l.Encode(&got, EncodeOptions{Protocol: proto, VarintFlags: proto >= 30, Links: true, Recursive: true}); err != nil {
 				t.Fatal(err)
 			}
 			if len(want) < got.Len() || !bytes.Equal(got.Bytes(), want[:got.Len()]) {
