@@ -129,7 +129,7 @@ func matchFile(r io.Reader, h sumHead, sums []blockSum, strong checksum.Strong, 
 				return st, err
 			}
 			fh.Write(buf[pos : pos+wlen])
-			if err := tw.Match(matched); err != nil {
+			if err := tw.Match(matched, buf[pos:pos+wlen]); err != nil {
 				return st, err
 			}
 			st.Matched += int64(wlen)

@@ -16,8 +16,10 @@ const ChunkSize = 32 * 1024
 type Writer interface {
 	// Literal sends data the receiver does not have.
 	Literal(p []byte) error
-	// Match tells the receiver to copy its block number block.
-	Match(block int32) error
+	// Match tells the receiver to copy its block number block; data is
+	// that block's content (compressed streams add it to their history,
+	// as the receiver does).
+	Match(block int32, data []byte) error
 	// End ends the file's token stream.
 	End() error
 }
@@ -54,7 +56,7 @@ func (p Plain) Literal(data []byte) error {
 }
 
 // Match implements Writer.
-func (p Plain) Match(block int32) error {
+func (p Plain) Match(block int32, _ []byte) error {
 	if block < 0 {
 		return fmt.Errorf("token: negative block %d", block)
 	}
@@ -63,3 +65,17 @@ func (p Plain) Match(block int32) error {
 
 // End implements Writer.
 func (p Plain) End() error { return p.int32(0) }
+
+// Supported lists the compression names this package implements, in our
+// order of preference, as advertised during negotiation (protocol 30+).
+func Supported() []string { return []string{"zlib"} }
+
+// NewWriter returns the token writer for the negotiated compression name
+// ("" or "none": plain tokens) at the given level (-1: the default).
+func NewWriter(w io.Writer, compress string, level int) (Writer, error) {
+	switch compress {
+	case "", "none":
+		return Plain{W: w}, nil
+	}
+	return nil, fmt.Errorf("token: compression %q not implemented", compress)
+}

@@ -13,13 +13,13 @@ func TestPlain(t *testing.T) {
 	if err := w.Literal(lit); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Match(3); err != nil {
+	if err := w.Match(3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.End(); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Match(-1); err == nil {
+	if err := w.Match(-1, nil); err == nil {
 		t.Fatal("negative block accepted")
 	}
 	b := buf.Bytes()
