@@ -151,7 +151,7 @@ func (l *List) String() string {
 
 // Access combines an allow and a deny list with rsyncd's rules: an address
 // matching Allow is let in; otherwise one matching Deny is refused; otherwise
-// it is let in only when Allow is empty.
+// it is let in unless only an Allow list is given (access.c allow_access).
 type Access struct {
 	Allow *List
 	Deny  *List
@@ -165,7 +165,7 @@ func (a Access) Permit(ip netip.Addr) bool {
 	if a.Deny.Contains(ip) {
 		return false
 	}
-	return a.Allow.Empty()
+	return a.Allow.Empty() || !a.Deny.Empty()
 }
 
 // AddrOf extracts the IP of a net.Addr or "host:port" string; ok is false

@@ -64,6 +64,11 @@ func TestAccessRsyncdSemantics(t *testing.T) {
 	if a.Permit(netip.MustParseAddr("127.0.0.2")) {
 		t.Fatal("allow only must refuse others")
 	}
+	// rsyncd: with both lists, an address matching neither is let in.
+	a = Access{Allow: MustParse("10.0.0.0/8"), Deny: MustParse("127.0.0.2")}
+	if !a.Permit(netip.MustParseAddr("127.0.0.1")) || a.Permit(netip.MustParseAddr("127.0.0.2")) {
+		t.Fatal("allow+deny: non-matching address must be let in, denied one refused")
+	}
 	if (Access{}).Permit(netip.MustParseAddr("8.8.8.8")) != true {
 		t.Fatal("empty access must permit")
 	}

@@ -5,6 +5,8 @@ import "time"
 // Rsyncd is the rsync daemon's configuration: the global section of an
 // rsyncd.conf and its modules.
 type Rsyncd struct {
+	// File is the name the configuration was read from (for messages).
+	File string
 	// Global parameters.
 	Port     int    // "port"; 0 means unset
 	Address  string // "address"
@@ -24,11 +26,21 @@ type Module struct {
 	Exclude        []string // server-side exclude patterns
 	HostsAllow     []string // acl rule syntax
 	HostsDeny      []string
-	MaxConnections int // 0: unlimited
+	MaxConnections int // 0: unlimited; negative: module disabled
 	ReadOnly       bool
 	UseChroot      bool
 	UID            string
 	GID            string
 	Timeout        time.Duration // 0: none
 	List           bool          // shown in the module list
+}
+
+// Module returns the module called name, or nil.
+func (c *Rsyncd) Module(name string) *Module {
+	for i := range c.Modules {
+		if c.Modules[i].Name == name {
+			return &c.Modules[i]
+		}
+	}
+	return nil
 }
