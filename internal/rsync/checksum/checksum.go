@@ -1,14 +1,18 @@
 // Package checksum implements the checksums of the rsync protocol: the
 // weak rolling checksum used for block matching and the strong block and
 // whole-file checksums per protocol version (MD4 with the session seed for
-// protocols 27 to 29, MD5 from protocol 30).
+// protocols 27 to 29, MD5 from protocol 30, and the negotiated xxh64,
+// xxh3 and xxh128).
 package checksum
 
 import (
 	"crypto/md5"
 	"encoding/binary"
+	"fmt"
 	"hash"
 
+	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 	"golang.org/x/crypto/md4"
 )
 
@@ -49,14 +53,23 @@ func (r *Rolling) RollOut(out byte) {
 	r.n--
 }
 
-// Kind names a strong checksum algorithm.
+// Kind names a strong checksum algorithm, as in the negotiation lists.
 type Kind string
 
 // Supported algorithms.
 const (
-	MD4 Kind = "md4"
-	MD5 Kind = "md5"
+	MD4    Kind = "md4"
+	MD5    Kind = "md5"
+	XXH64  Kind = "xxh64"
+	XXH3   Kind = "xxh3"
+	XXH128 Kind = "xxh128"
 )
+
+// Names lists the implemented checksum names in our order of preference
+// (strongest first, as stock rsync advertises them).
+func Names() []string {
+	return []string{string(XXH128), string(XXH3), string(XXH64), string(MD5), string(MD4)}
+}
 
 // Strong computes block and file checksums for one session.
 type Strong struct {
@@ -66,6 +79,10 @@ type Strong struct {
 	// ProperSeedOrder puts the seed before the block data for MD5
 	// (compat flag CHKSUM_SEED_FIX).
 	ProperSeedOrder bool
+	// Legacy marks the MD4 implied below protocol 30 (rsync's
+	// CSUM_MD4_OLD): its whole-file checksum starts with the seed. An
+	// "md4" negotiated by name from protocol 30 is not seeded there.
+	Legacy bool
 }
 
 // ForProtocol returns the default strong checksum for a protocol version
@@ -74,11 +91,31 @@ func ForProtocol(protocol int, seed int32, seedFix bool) Strong {
 	if protocol >= 30 {
 		return Strong{Kind: MD5, Seed: seed, ProperSeedOrder: seedFix}
 	}
-	return Strong{Kind: MD4, Seed: seed}
+	return Strong{Kind: MD4, Seed: seed, Legacy: true}
+}
+
+// ForName returns the strong checksum for a negotiated or client-chosen
+// name ("auto" or "": the protocol default).
+func ForName(name string, protocol int, seed int32, seedFix bool) (Strong, error) {
+	switch name {
+	case "", "auto":
+		return ForProtocol(protocol, seed, seedFix), nil
+	}
+	switch k := Kind(name); k {
+	case MD4, MD5, XXH64, XXH3, XXH128:
+		return Strong{Kind: k, Seed: seed, ProperSeedOrder: seedFix}, nil
+	}
+	return Strong{}, fmt.Errorf("checksum %q is not supported", name)
 }
 
 // Len is the full length of the digest in bytes.
-func (s Strong) Len() int { return 16 }
+func (s Strong) Len() int {
+	switch s.Kind {
+	case XXH64, XXH3:
+		return 8
+	}
+	return 16
+}
 
 func seedBytes(seed int32) []byte {
 	var b [4]byte
@@ -86,12 +123,33 @@ func seedBytes(seed int32) []byte {
 	return b[:]
 }
 
+// xxhSeed converts the session seed as C does (int to a 64-bit unsigned
+// seed: sign extension).
+func xxhSeed(seed int32) uint64 { return uint64(int64(seed)) }
+
+func le64(v uint64) []byte {
+	return binary.LittleEndian.AppendUint64(make([]byte, 0, 16), v)
+}
+
+func le128(v xxh3.Uint128) []byte {
+	b := le64(v.Lo)
+	return binary.LittleEndian.AppendUint64(b, v.Hi)
+}
+
 // Block returns the strong checksum of one block as the receiver computes
 // it for its block sums.
 func (s Strong) Block(block []byte) []byte {
-	var h hash.Hash
-	if s.Kind == MD5 {
-		h = md5.New()
+	switch s.Kind {
+	case XXH64:
+		d := xxhash.NewWithSeed(xxhSeed(s.Seed))
+		d.Write(block)
+		return le64(d.Sum64())
+	case XXH3:
+		return le64(xxh3.HashSeed(block, xxhSeed(s.Seed)))
+	case XXH128:
+		return le128(xxh3.Hash128Seed(block, xxhSeed(s.Seed)))
+	case MD5:
+		h := md5.New()
 		if s.Seed != 0 && s.ProperSeedOrder {
 			h.Write(seedBytes(s.Seed))
 		}
@@ -101,7 +159,7 @@ func (s Strong) Block(block []byte) []byte {
 		}
 		return h.Sum(nil)
 	}
-	h = md4.New()
+	h := md4.New()
 	h.Write(block)
 	if s.Seed != 0 {
 		h.Write(seedBytes(s.Seed))
@@ -111,20 +169,40 @@ func (s Strong) Block(block []byte) []byte {
 
 // NewFile returns a hash for the whole-file checksum sent after a file's
 // tokens: MD4 over the seed followed by the data below protocol 30,
-// unseeded MD5 from 30.
+// unseeded from 30.
 func (s Strong) NewFile() hash.Hash {
-	if s.Kind == MD5 {
-		return md5.New()
+	h := s.NewList()
+	if s.Kind == MD4 && s.Legacy {
+		h.Write(seedBytes(s.Seed))
 	}
-	h := md4.New()
-	h.Write(seedBytes(s.Seed))
 	return h
 }
 
 // NewList returns a hash for the -c checksums in the file list: unseeded.
+// Its Sum has the byte order rsync sends (little endian for xxh*).
 func (s Strong) NewList() hash.Hash {
-	if s.Kind == MD5 {
+	switch s.Kind {
+	case MD5:
 		return md5.New()
+	case XXH64:
+		return &leHash{Hash: xxhash.New(), size: 8, sum: func(h hash.Hash) []byte { return le64(h.(*xxhash.Digest).Sum64()) }}
+	case XXH3:
+		return &leHash{Hash: xxh3.New(), size: 8, sum: func(h hash.Hash) []byte { return le64(h.(*xxh3.Hasher).Sum64()) }}
+	case XXH128:
+		return &leHash{Hash: xxh3.New(), size: 16, sum: func(h hash.Hash) []byte { return le128(h.(*xxh3.Hasher).Sum128()) }}
 	}
 	return md4.New()
 }
+
+// leHash adapts a streaming xxhash to rsync's little-endian digest bytes.
+type leHash struct {
+	hash.Hash
+	size int
+	sum  func(hash.Hash) []byte
+}
+
+// Sum appends the little-endian digest to b.
+func (l *leHash) Sum(b []byte) []byte { return append(b, l.sum(l.Hash)...) }
+
+// Size returns the digest length.
+func (l *leHash) Size() int { return l.size }

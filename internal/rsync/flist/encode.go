@@ -37,6 +37,7 @@ type EncodeOptions struct {
 	ChecksumLen  int
 	IOError      int32
 	ID0Names     bool // compat flag ID0_NAMES: the id lists end with the name of id 0
+	NumericIDs   bool // --numeric-ids: no id name lists after the entries
 }
 
 // Encode writes the file list: every entry, the end marker, the uid/gid
@@ -242,7 +243,7 @@ func (e *encoder) end() error {
 	}
 	// Id name lists (no names: the receiver keeps numeric ids).
 	for _, on := range []bool{o.UIDs, o.GIDs} {
-		if !on {
+		if !on || o.NumericIDs {
 			continue
 		}
 		writeVarint30(w, 0, o.Protocol)

@@ -66,7 +66,7 @@ func TestMatchFileDelta(t *testing.T) {
 		h, sums := makeSums(old, blen, 16, strong)
 		var stream bytes.Buffer
 		fh := md5.New()
-		st, err := matchFile(bytes.NewReader(nw), h, sums, strong, token.Plain{W: &stream}, fh)
+		st, err := matchFile(bytes.NewReader(nw), h, sums, strong, token.Plain{W: &stream}, fh, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestMatchFileDelta(t *testing.T) {
 func TestMatchFileWhole(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 10_000)
 	var stream bytes.Buffer
-	st, err := matchFile(bytes.NewReader(data), sumHead{}, nil, checksum.ForProtocol(31, 1, true), token.Plain{W: &stream}, md5.New())
+	st, err := matchFile(bytes.NewReader(data), sumHead{}, nil, checksum.ForProtocol(31, 1, true), token.Plain{W: &stream}, md5.New(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestMatchFileWhole(t *testing.T) {
 	}
 	// Empty file: only the end token.
 	stream.Reset()
-	if _, err := matchFile(bytes.NewReader(nil), sumHead{}, nil, checksum.ForProtocol(31, 1, true), token.Plain{W: &stream}, md5.New()); err != nil {
+	if _, err := matchFile(bytes.NewReader(nil), sumHead{}, nil, checksum.ForProtocol(31, 1, true), token.Plain{W: &stream}, md5.New(), false); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(stream.Bytes(), []byte{0, 0, 0, 0}) {

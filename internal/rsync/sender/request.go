@@ -13,12 +13,19 @@ const (
 	itemMissingData      = 1 << 16 // pre-29 implied flags do not fit 16 bits; kept internal
 	itemBasisTypeFollows = 1 << 11
 	itemXnameFollows     = 1 << 12
+	itemIsNew            = 1 << 13
 )
+
+// ndxDelStats is the index announcing deletion stats (protocol 31).
+const ndxDelStats = -3
+
+// fnamecmpFname is the basis type "the file itself" (FNAMECMP_FNAME).
+const fnamecmpFname = 0x80
 
 // Bounds on what a receiver may ask for.
 const (
 	maxBlockLen  = 1 << 17   // rsync's MAX_BLOCK_SIZE
-	maxBlocks    = 1 << 29   // sanity limit on the block count
+	maxBlocks    = 1 << 21   // bounds memory: 2M blocks cover a 16 GiB basis at 8 KiB
 	maxStrongLen = 32        // largest strong sum length
 	maxXname     = 4096 + 16 // longest xname accepted
 )
@@ -48,7 +55,8 @@ func readRequest(r io.Reader, c *wire.NdxCodec, protocol int) (request, error) {
 		}
 		return q, nil
 	}
-	if ndx == wire.NdxDone {
+	if ndx < 0 {
+		// NDX_DONE, NDX_DEL_STATS and invalid indexes: the caller decides.
 		return q, nil
 	}
 	fl, err := wire.ReadUint16(r)
@@ -74,7 +82,7 @@ func readRequest(r io.Reader, c *wire.NdxCodec, protocol int) (request, error) {
 // readSums reads a sum header and its block sums, rejecting values out
 // of range so that a hostile client cannot make the server allocate
 // without bound.
-func readSums(r io.Reader) (sumHead, []blockSum, error) {
+func readSums(r io.Reader, maxStrong int) (sumHead, []blockSum, error) {
 	var h sumHead
 	vals := []*int32{&h.Count, &h.BlockLen, &h.StrongLen, &h.Remainder}
 	for _, p := range vals {
@@ -90,24 +98,30 @@ func readSums(r io.Reader) (sumHead, []blockSum, error) {
 	if h.BlockLen < 0 || h.BlockLen > maxBlockLen || (h.Count > 0 && h.BlockLen == 0) {
 		return h, nil, fmt.Errorf("invalid block length %d", h.BlockLen)
 	}
-	if h.StrongLen < 0 || h.StrongLen > maxStrongLen {
+	if h.StrongLen < 0 || h.StrongLen > int32(min(maxStrong, maxStrongLen)) {
 		return h, nil, fmt.Errorf("invalid checksum length %d", h.StrongLen)
 	}
 	if h.Remainder < 0 || h.Remainder > h.BlockLen {
 		return h, nil, fmt.Errorf("invalid remainder %d", h.Remainder)
 	}
-	// Grow as data actually arrives instead of trusting Count up front.
-	sums := make([]blockSum, 0, min(int(h.Count), 4096))
+	// Grow as data actually arrives instead of trusting Count up front;
+	// strong sums share chunked backing arrays.
+	const chunk = 4096
+	sums := make([]blockSum, 0, min(int(h.Count), chunk))
+	var strong []byte
+	var rec [4 + maxStrongLen]byte
 	for i := int32(0); i < h.Count; i++ {
-		w, err := wire.ReadInt32(r)
-		if err != nil {
+		if _, err := io.ReadFull(r, rec[:4+h.StrongLen]); err != nil {
 			return h, nil, fmt.Errorf("read block sum %d: %w", i, err)
 		}
-		s := make([]byte, h.StrongLen)
-		if _, err := io.ReadFull(r, s); err != nil {
-			return h, nil, fmt.Errorf("read block sum %d: %w", i, err)
+		if len(strong) < int(h.StrongLen) {
+			strong = make([]byte, chunk*int(h.StrongLen))
 		}
-		sums = append(sums, blockSum{Weak: uint32(w), Strong: s})
+		s := strong[:h.StrongLen:h.StrongLen]
+		strong = strong[h.StrongLen:]
+		copy(s, rec[4:])
+		w := uint32(rec[0]) | uint32(rec[1])<<8 | uint32(rec[2])<<16 | uint32(rec[3])<<24
+		sums = append(sums, blockSum{Weak: w, Strong: s})
 	}
 	return h, sums, nil
 }

@@ -30,7 +30,7 @@ func TestReadRequestAndSums(t *testing.T) {
 	if q.Ndx != 5 || q.IFlags&itemTransfer == 0 || !q.HasBasis || q.BasisType != 2 {
 		t.Fatalf("request %+v", q)
 	}
-	h, sums, err := readSums(&b)
+	h, sums, err := readSums(&b, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestReadSumsRejectsBadHeaders(t *testing.T) {
 		for _, v := range hdr {
 			_ = wire.WriteInt32(&b, v)
 		}
-		if _, _, err := readSums(&b); err == nil {
+		if _, _, err := readSums(&b, 16); err == nil {
 			t.Errorf("header %v accepted", hdr)
 		}
 	}
@@ -66,7 +66,7 @@ func TestReadSumsRejectsBadHeaders(t *testing.T) {
 	for _, v := range []int32{maxBlocks, 700, 16, 0} {
 		_ = wire.WriteInt32(&b, v)
 	}
-	if _, _, err := readSums(&b); err == nil {
+	if _, _, err := readSums(&b, 16); err == nil {
 		t.Error("truncated sums accepted")
 	}
 }
@@ -85,7 +85,7 @@ func FuzzRequestLoop(f *testing.F) {
 				return
 			}
 			if q.IFlags&itemTransfer != 0 {
-				if _, _, err := readSums(r); err != nil {
+				if _, _, err := readSums(r, 16); err != nil {
 					return
 				}
 			}

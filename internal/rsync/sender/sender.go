@@ -8,15 +8,21 @@ package sender
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/lanmirror/lanmirror/internal/rsync/checksum"
+	"github.com/lanmirror/lanmirror/internal/rsync/flist"
 	"github.com/lanmirror/lanmirror/internal/rsync/opts"
+	"github.com/lanmirror/lanmirror/internal/rsync/token"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
 )
 
@@ -32,6 +38,9 @@ type Config struct {
 	ClientInfo string        // client address for logs
 	// Seed overrides the checksum seed (0: derived from the clock); for tests.
 	Seed int32
+	// Lists is the module's shared file list cache, created once per
+	// module by the daemon; nil: Run scans Root (with Excludes) itself.
+	Lists *flist.Cache
 }
 
 // Stats are the totals of one session, as reported to the client.
@@ -55,35 +64,12 @@ const (
 	cfIncRecurse     = 1 << 0
 	cfSymlinkTimes   = 1 << 1
 	cfSafeFlist      = 1 << 3
+	cfAvoidXattrOpt  = 1 << 4
 	cfChksumSeedFix  = 1 << 5
+	cfInplacePartial = 1 << 6
 	cfVarintFlistFlg = 1 << 7
+	cfID0Names       = 1 << 8
 )
-
-// countingRW counts the bytes that cross the connection.
-type countingRW struct {
-	r        io.Reader
-	w        io.Writer
-	nr, nw   int64
-	deadline func()
-}
-
-func (c *countingRW) Read(p []byte) (int, error) {
-	if c.deadline != nil {
-		c.deadline()
-	}
-	n, err := c.r.Read(p)
-	c.nr += int64(n)
-	return n, err
-}
-
-func (c *countingRW) Write(p []byte) (int, error) {
-	if c.deadline != nil {
-		c.deadline()
-	}
-	n, err := c.w.Write(p)
-	c.nw += int64(n)
-	return n, err
-}
 
 // session is the state of one running session.
 type session struct {
@@ -92,49 +78,74 @@ type session struct {
 	log      *slog.Logger
 	conn     *countingRW
 	in       *bufio.Reader
+	rd       io.Reader // the client's stream, demultiplexed from protocol 30
 	out      *wire.MuxWriter
 	compat   int32
 	seed     int32
 	varint   bool
 	seedFix  bool
-	checksum string
-	compress string
+	checksum string // negotiated (or implied) transfer checksum name
+	compress string // negotiated compression ("" or "none": plain tokens)
 	rules    []string
+	// unsupported is an option the client asked for that this server
+	// cannot serve; reported once output is multiplexed.
+	unsupported error
+	strong      checksum.Strong // block and whole-file sums
+	fileSum     checksum.Strong // -c sums in the file list
+	timeout     time.Duration
+	files       []*flist.File
+	ndxIn       *wire.NdxCodec // file indexes from the client
+	ndxOut      *wire.NdxCodec // file indexes to the client
+	ioError     int32
+	st          Stats
+	buildMs     int64
+	xferMs      int64
 }
 
 // Run serves one client session on conn (the daemon has already written
 // "@RSYNCD: OK" and read the args). It returns transfer stats and an error
-// describing why the session failed, if it did.
+// describing why the session failed, if it did. One log line at Info
+// level sums up the session when it ends.
 func Run(ctx context.Context, conn io.ReadWriter, cfg Config) (Stats, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	log = log.With("client", cfg.ClientInfo, "module", cfg.ModuleName)
+	start := time.Now()
 	if cfg.Protocol < 27 || cfg.Protocol > 31 {
-		return Stats{}, fmt.Errorf("rsync session: unsupported protocol %d", cfg.Protocol)
+		err := fmt.Errorf("rsync session: unsupported protocol %d", cfg.Protocol)
+		log.Warn("rsync session failed", "err", err)
+		return Stats{}, err
 	}
 	o, err := opts.Parse(cfg.Args)
 	if err != nil {
-		return Stats{}, fmt.Errorf("rsync session: %w", err)
+		err = fmt.Errorf("rsync session: %w", err)
+		log.Warn("rsync session failed", "err", err)
+		return Stats{}, err
 	}
-	crw := &countingRW{r: conn, w: conn}
-	if dl, ok := conn.(interface{ SetDeadline(time.Time) error }); ok {
-		timeout := cfg.Timeout
-		if o.Timeout > 0 && (timeout == 0 || o.Timeout < timeout) {
-			timeout = o.Timeout
-		}
-		if timeout > 0 {
-			crw.deadline = func() { _ = dl.SetDeadline(time.Now().Add(timeout)) }
-		}
-		stop := context.AfterFunc(ctx, func() { _ = dl.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
+	timeout := cfg.Timeout
+	if o.Timeout > 0 && (timeout == 0 || o.Timeout < timeout) {
+		timeout = o.Timeout
 	}
-	s := &session{cfg: cfg, o: o, log: log.With("client", cfg.ClientInfo, "module", cfg.ModuleName), conn: crw}
+	crw := newCountingRW(ctx, conn, timeout)
+	defer crw.stop()
+	s := &session{cfg: cfg, o: o, log: log, conn: crw, timeout: timeout,
+		ndxIn: wire.NewNdxCodec(cfg.Protocol), ndxOut: wire.NewNdxCodec(cfg.Protocol)}
 	s.in = bufio.NewReaderSize(crw, 32*1024)
 	err = s.run(ctx)
-	st := Stats{TotalRead: crw.nr, TotalWritten: crw.nw}
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	}
+	st := s.st
+	st.TotalRead, st.TotalWritten = crw.nr.Load(), crw.nw.Load()
+	attrs := []any{"protocol", cfg.Protocol, "paths", o.Paths, "files", st.Files,
+		"listed", len(s.files), "bytes_read", st.TotalRead, "bytes_written", st.TotalWritten,
+		"literal", st.Literal, "matched", st.Matched, "duration", time.Since(start).Round(time.Millisecond)}
 	if err != nil {
-		s.log.Warn("rsync session failed", "err", err)
+		log.Warn("rsync session failed", append(attrs, "err", err)...)
+	} else {
+		log.Info("rsync session done", attrs...)
 	}
 	return st, err
 }
@@ -146,81 +157,163 @@ func (s *session) run(ctx context.Context) error {
 	s.log.Debug("session setup", "protocol", s.cfg.Protocol, "compat", s.compat,
 		"checksum", s.checksum, "compress", s.compress, "seed", s.seed)
 	s.out = wire.NewMuxWriter(s.conn)
-	if s.cfg.Protocol >= 31 && s.o.Timeout > 0 {
-		if err := s.out.WriteMsg(wire.MsgIOTimeout, le32(int32(s.o.Timeout/time.Second))); err != nil {
+	if s.cfg.Protocol >= 31 && s.timeout > 0 {
+		if err := s.out.WriteMsg(wire.MsgIOTimeout, le32(int32(s.timeout/time.Second))); err != nil {
 			return err
 		}
 	}
-	var in io.Reader = s.in
-	if s.cfg.Protocol >= 30 {
-		in = wire.NewMuxReader(s.in)
+	if s.unsupported != nil {
+		return s.fail(s.unsupported)
 	}
-	rules, err := readFilterList(in)
+	stopKA := s.startKeepAlive()
+	defer stopKA()
+	s.rd = s.in
+	if s.cfg.Protocol >= 30 {
+		mr := wire.NewMuxReader(s.in)
+		mr.OnMsg = s.clientMsg
+		s.rd = mr
+	}
+	rules, err := readFilterList(s.rd)
 	if err != nil {
-		return fmt.Errorf("read filter list: %w", err)
+		return s.fail(fmt.Errorf("read filter list: %w", err))
 	}
 	s.rules = rules
 	s.log.Debug("filter list", "rules", rules)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// The file list and transfer loop come next; until they are in place
-	// the session ends with a clear error for the client.
-	msg := "rsync: file list not available on this server yet\n"
-	_ = s.out.WriteMsg(wire.MsgError, []byte(msg))
+	if err := s.sendFileList(ctx); err != nil {
+		return s.fail(err)
+	}
+	if len(s.files) == 0 {
+		// Nothing to transfer: the client ends the session itself.
+		if err := s.out.Flush(); err != nil {
+			return err
+		}
+		if s.ioError != 0 {
+			return errors.New("no files to send")
+		}
+		return nil
+	}
+	if err := s.sendFiles(ctx); err != nil {
+		return s.fail(err)
+	}
+	if err := s.sendStats(); err != nil {
+		return s.fail(err)
+	}
+	if err := s.goodbye(); err != nil {
+		return s.fail(err)
+	}
+	return s.out.Flush()
+}
+
+// fail tells the client why the session ends (where that is still
+// possible) and returns err.
+func (s *session) fail(err error) error {
+	if errors.Is(err, wire.ErrClientError) {
+		if s.cfg.Protocol >= 31 {
+			_ = s.out.WriteMsg(wire.MsgErrorExit, nil)
+		}
+		_ = s.out.Flush()
+		return err
+	}
+	if isNetErr(err) {
+		return err
+	}
+	_ = s.out.WriteMsg(wire.MsgError, []byte(fmt.Sprintf("rsync: [sender] %v\n", err)))
 	_ = s.out.Flush()
-	return errors.New("file list not implemented")
+	return err
+}
+
+// isNetErr reports whether err comes from the connection itself, so that
+// writing an error message to the client is pointless.
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// clientMsg handles an out-of-band message from the client (protocol 30+).
+func (s *session) clientMsg(code wire.MsgCode, payload []byte) error {
+	switch code {
+	case wire.MsgInfo, wire.MsgWarning, wire.MsgError, wire.MsgErrorXfer:
+		s.log.Debug("client message", "code", int(code), "text", strings.TrimSpace(string(payload)))
+	case wire.MsgIOError:
+		if len(payload) == 4 {
+			s.log.Debug("client io error", "flags", binary.LittleEndian.Uint32(payload))
+		}
+	case wire.MsgNoop:
+	default:
+		s.log.Debug("ignored client message", "code", int(code), "len", len(payload))
+	}
+	return nil
 }
 
 func le32(v int32) []byte {
 	return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
 }
 
-// Our preference order; only what is implemented is advertised.
-var ourChecksums = []string{"md5", "md4"}
-var ourCompressions = []string{"zlib"}
+// ourCompressions lists the compressions advertised from protocol 30:
+// those the token package can actually write, then "none" so that a
+// client asking for -z still negotiates something we can send.
+func ourCompressions() []string {
+	var l []string
+	for _, n := range token.Supported() {
+		if _, err := token.NewWriter(io.Discard, n, -1); err == nil {
+			l = append(l, n)
+		}
+	}
+	return append(l, "none")
+}
 
 // setup writes compatibility flags, negotiates checksum and compression
 // names (30+ with the 'v' capability) and sends the checksum seed.
 func (s *session) setup() error {
 	w := bufio.NewWriter(s.conn)
 	if s.cfg.Protocol >= 30 {
-		var cf int32
-		if s.o.HasCap('L') {
-			cf |= cfSymlinkTimes
+		// Incremental recursion is never offered: one flat list.
+		var cf int32 = cfSymlinkTimes
+		for _, c := range []struct {
+			letter byte
+			flag   int32
+		}{{'f', cfSafeFlist}, {'x', cfAvoidXattrOpt}, {'C', cfChksumSeedFix},
+			{'I', cfInplacePartial}, {'u', cfID0Names}, {'v', cfVarintFlistFlg}} {
+			if s.o.HasCap(c.letter) {
+				cf |= c.flag
+			}
 		}
-		if s.o.HasCap('f') {
-			cf |= cfSafeFlist
-		}
-		if s.o.HasCap('C') {
-			cf |= cfChksumSeedFix
-			s.seedFix = true
-		}
-		if s.o.HasCap('v') {
-			cf |= cfVarintFlistFlg
-			s.varint = true
-		}
+		s.seedFix = cf&cfChksumSeedFix != 0
+		s.varint = cf&cfVarintFlistFlg != 0
 		s.compat = cf
-		var err error
-		if s.varint {
-			err = wire.WriteVarint(w, cf)
-		} else {
-			err = wire.WriteByte(w, byte(cf))
-		}
-		if err != nil {
+		if err := wire.WriteVarint(w, cf); err != nil {
 			return fmt.Errorf("write compat flags: %w", err)
 		}
 	}
-	s.checksum = "md4"
-	if s.cfg.Protocol >= 30 {
-		s.checksum = "md5"
+	xfer, file, _ := strings.Cut(s.o.ChecksumChoice, ",")
+	if file == "" {
+		file = xfer
 	}
+	s.checksum = xfer
 	if s.o.Compress {
 		s.compress = "zlib"
+	}
+	if s.o.CompressChoice != "" {
+		s.compress = s.o.CompressChoice
 	}
 	if s.varint {
 		if err := s.negotiate(w); err != nil {
 			return err
+		}
+		if s.o.ChecksumChoice == "" {
+			file = s.checksum
+		}
+	}
+	if s.compress == "none" {
+		s.compress = ""
+	}
+	if s.compress != "" {
+		if _, err := token.NewWriter(io.Discard, s.compress, -1); err != nil {
+			s.unsupported = fmt.Errorf("compression %q is not supported by this server (try without -z)", s.compress)
 		}
 	}
 	s.seed = s.cfg.Seed
@@ -230,6 +323,14 @@ func (s *session) setup() error {
 	if s.seed == 0 {
 		s.seed = int32(time.Now().Unix()) ^ int32(os.Getpid()<<6)
 	}
+	var err error
+	if s.strong, err = checksum.ForName(s.checksum, s.cfg.Protocol, s.seed, s.seedFix); err != nil {
+		s.unsupported = err
+	}
+	if s.fileSum, err = checksum.ForName(file, s.cfg.Protocol, s.seed, s.seedFix); err != nil {
+		s.unsupported = err
+	}
+	s.checksum = string(s.strong.Kind)
 	if err := wire.WriteInt32(w, s.seed); err != nil {
 		return fmt.Errorf("write checksum seed: %w", err)
 	}
@@ -240,23 +341,22 @@ func (s *session) setup() error {
 }
 
 // negotiate exchanges the checksum (and with -z the compression) name
-// lists: both sides send first, then read the other's list.
+// lists: both sides send first, then read the other's list. Each side
+// takes the client's favourite among the server's names.
 func (s *session) negotiate(w *bufio.Writer) error {
 	sendCsum := s.o.ChecksumChoice == ""
 	sendComp := s.o.Compress && s.o.CompressChoice == ""
+	ourSums := checksum.Names()
+	ourComps := ourCompressions()
 	if sendCsum {
-		if err := wire.WriteVstring(w, strings.Join(ourChecksums, " ")); err != nil {
+		if err := wire.WriteVstring(w, strings.Join(ourSums, " ")); err != nil {
 			return fmt.Errorf("send checksum list: %w", err)
 		}
-	} else {
-		s.checksum = s.o.ChecksumChoice
 	}
 	if sendComp {
-		if err := wire.WriteVstring(w, strings.Join(ourCompressions, " ")); err != nil {
+		if err := wire.WriteVstring(w, strings.Join(ourComps, " ")); err != nil {
 			return fmt.Errorf("send compression list: %w", err)
 		}
-	} else if s.o.CompressChoice != "" {
-		s.compress = s.o.CompressChoice
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("negotiate: %w", err)
@@ -266,7 +366,7 @@ func (s *session) negotiate(w *bufio.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read checksum list: %w", err)
 		}
-		if s.checksum, err = choose(list, ourChecksums); err != nil {
+		if s.checksum, err = choose(list, ourSums); err != nil {
 			return fmt.Errorf("checksum negotiation: %w", err)
 		}
 	}
@@ -275,15 +375,9 @@ func (s *session) negotiate(w *bufio.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read compression list: %w", err)
 		}
-		if s.compress, err = choose(list, ourCompressions); err != nil {
+		if s.compress, err = choose(list, ourComps); err != nil {
 			return fmt.Errorf("compression negotiation: %w", err)
 		}
-	}
-	if !contains(ourChecksums, s.checksum) {
-		return fmt.Errorf("checksum %q is not supported", s.checksum)
-	}
-	if s.compress != "" && s.compress != "none" && !contains(ourCompressions, s.compress) {
-		return fmt.Errorf("compression %q is not supported", s.compress)
 	}
 	return nil
 }

@@ -10,52 +10,108 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/flist"
 )
 
-// rwPair joins a buffered reader with the connection it reads from.
-type rwPair struct {
-	io.Reader
-	io.Writer
+// testServer is a minimal rsync daemon for tests: it does the @RSYNCD
+// greeting, module and argument exchange and then calls Run.
+type testServer struct {
+	t     *testing.T
+	root  string
+	ln    net.Listener
+	logs  *syncBuf
+	lists *flist.Cache
+	errs  chan error
+	wg    sync.WaitGroup
 }
 
-// serveOnce runs a minimal @RSYNCD handshake for one client on ln and
-// then calls Run; the session's error goes to done.
-func serveOnce(t *testing.T, ln net.Listener, root string, logBuf *syncBuf, done chan<- error) {
-	conn, err := ln.Accept()
+// startServer serves the directory root as module "mod" on loopback
+// until the test ends. With shared set, all sessions share one
+// flist.Cache as the daemon does.
+func startServer(t *testing.T, root string, shared bool) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		done <- err
-		return
+		t.Fatal(err)
 	}
+	s := &testServer{t: t, root: root, ln: ln, logs: &syncBuf{}, errs: make(chan error, 100)}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared {
+		s.lists = flist.NewCache(r, nil, nil)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				err := s.serveConn(conn, r)
+				select {
+				case s.errs <- err:
+				default:
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.wg.Wait()
+		r.Close()
+	})
+	return s
+}
+
+// url returns the module URL with a trailing slash.
+func (s *testServer) url() string {
+	return "rsync://" + s.ln.Addr().String() + "/mod/"
+}
+
+// sessionErr waits for the next session to end and returns its error.
+func (s *testServer) sessionErr() error {
+	select {
+	case err := <-s.errs:
+		return err
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("server session did not end")
+		return nil
+	}
+}
+
+func (s *testServer) serveConn(conn net.Conn, r *os.Root) error {
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	br := bufio.NewReader(conn)
 	if _, err := io.WriteString(conn, "@RSYNCD: 31.0 md5 md4\n"); err != nil {
-		done <- err
-		return
+		return err
 	}
 	greet, err := br.ReadString('\n')
 	if err != nil {
-		done <- fmt.Errorf("read greeting: %w", err)
-		return
+		return fmt.Errorf("read greeting: %w", err)
 	}
 	var major int
 	if _, err := fmt.Sscanf(strings.TrimPrefix(greet, "@RSYNCD: "), "%d", &major); err != nil {
-		done <- fmt.Errorf("greeting %q: %w", greet, err)
-		return
+		return fmt.Errorf("greeting %q: %w", greet, err)
 	}
 	proto := min(major, 31)
 	if _, err := br.ReadString('\n'); err != nil { // module line
-		done <- err
-		return
+		return err
 	}
 	if _, err := io.WriteString(conn, "@RSYNCD: OK\n"); err != nil {
-		done <- err
-		return
+		return err
 	}
 	var args []string
 	sep := byte('\n')
@@ -65,8 +121,7 @@ func serveOnce(t *testing.T, ln net.Listener, root string, logBuf *syncBuf, done
 	for {
 		a, err := br.ReadString(sep)
 		if err != nil {
-			done <- fmt.Errorf("read args: %w", err)
-			return
+			return fmt.Errorf("read args: %w", err)
 		}
 		a = strings.TrimSuffix(a, string([]byte{sep}))
 		if a == "" {
@@ -74,51 +129,38 @@ func serveOnce(t *testing.T, ln net.Listener, root string, logBuf *syncBuf, done
 		}
 		args = append(args, a)
 	}
-	r, err := os.OpenRoot(root)
-	if err != nil {
-		done <- err
-		return
-	}
-	defer r.Close()
-	_, err = Run(context.Background(), rwPair{br, conn}, Config{
+	_ = conn.SetDeadline(time.Time{})
+	_, err = Run(context.Background(), rwConn{br, conn}, Config{
 		Protocol: proto, Args: args, Root: r, ModuleName: "mod", ClientInfo: "127.0.0.1",
-		Logger: slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Lists:  s.lists,
+		Logger: slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	done <- err
+	return err
 }
 
-// runClient runs the stock rsync client against a one-shot test server.
-func runClient(t *testing.T, extra ...string) (string, string, error) {
+// rwConn reads through a buffered reader and keeps the connection's
+// deadline methods visible to Run.
+type rwConn struct {
+	*bufio.Reader
+	net.Conn
+}
+
+func (c rwConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
+
+// rsyncCmd runs the stock rsync client with a deadline and returns its
+// combined output and error.
+func rsyncCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("stock rsync client not installed")
 	}
-	src := t.TempDir()
-	if err := os.WriteFile(src+"/a.txt", []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	logBuf := &syncBuf{}
-	go serveOnce(t, ln, src, logBuf, done)
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append(extra, "rsync://127.0.0.1:"+port+"/mod/", t.TempDir()+"/")
 	cmd := exec.CommandContext(ctx, "rsync", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	_ = cmd.Run()
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("server session did not end")
-	}
-	return out.String(), logBuf.String(), err
+	err := cmd.Run()
+	return out.String(), err
 }
 
 // syncBuf is a bytes.Buffer safe for concurrent use.
@@ -139,54 +181,16 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// portageOpts are Portage's default PORTAGE_RSYNC_OPTS (with -v).
 var portageOpts = strings.Fields("--recursive --links --safe-links --perms --times --omit-dir-times --compress --force --whole-file --delete --stats --human-readable --timeout=180 --exclude=/distfiles --exclude=/local --exclude=/packages --exclude=/.git -v")
 
-// TestSetupWithStockClient checks that compat flags, name negotiation, the
-// seed, multiplexing and the filter list work with the stock client at
-// every protocol: the client must get as far as the server's explicit
-// error message, and the session must fail for that reason only.
-func TestSetupWithStockClient(t *testing.T) {
-	for _, proto := range []int{27, 28, 29, 30, 31} {
-		for _, z := range []bool{false, true} {
-			t.Run(fmt.Sprintf("p%d-z%v", proto, z), func(t *testing.T) {
-				o := append([]string{}, portageOpts...)
-				if !z {
-					o = o[:0]
-					for _, a := range portageOpts {
-						if a != "--compress" {
-							o = append(o, a)
-						}
-					}
-				}
-				o = append(o, "--protocol="+strconv.Itoa(proto))
-				out, logs, err := runClient(t, o...)
-				if err == nil || err.Error() != "file list not implemented" {
-					t.Fatalf("session error %v; client output:\n%s", err, out)
-				}
-				if !strings.Contains(out, "file list not available on this server yet") {
-					t.Fatalf("client did not receive the server's message:\n%s", out)
-				}
-				// The excludes arrive in the filter list, in the
-				// protocol's rule syntax.
-				want := "- /distfiles"
-				if proto < 29 {
-					want = "/distfiles"
-				}
-				if !strings.Contains(logs, want) || !strings.Contains(logs, "/.git") {
-					t.Fatalf("filter rules not received (want %q):\n%s", want, logs)
-				}
-				wantSum := "checksum=md4"
-				if proto >= 30 {
-					wantSum = "checksum=md5"
-				}
-				wantComp := "compress=\"\""
-				if z {
-					wantComp = "compress=zlib"
-				}
-				if !strings.Contains(logs, wantSum) || !strings.Contains(logs, wantComp) {
-					t.Fatalf("negotiation: want %s %s:\n%s", wantSum, wantComp, logs)
-				}
-			})
+// without returns opts minus the named options.
+func without(opts []string, drop ...string) []string {
+	var out []string
+	for _, o := range opts {
+		if !slices.Contains(drop, o) {
+			out = append(out, o)
 		}
 	}
+	return out
 }

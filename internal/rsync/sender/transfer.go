@@ -1,0 +1,255 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/token"
+	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+)
+
+// sendFiles is the sender's transfer loop: it answers the receiver's
+// requests until the last phase ends (sender.c send_files).
+func (s *session) sendFiles(ctx context.Context) error {
+	proto := s.cfg.Protocol
+	inCodec, outCodec := s.ndxIn, s.ndxOut
+	maxPhase := 1
+	if proto >= 29 {
+		maxPhase = 2
+	}
+	phase := 0
+	savedIOErr := s.ioError
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		q, err := s.readRequest(inCodec, outCodec)
+		if err != nil {
+			return err
+		}
+		if q.Ndx == wire.NdxDone {
+			phase++
+			if phase > maxPhase {
+				break
+			}
+			if err := outCodec.Write(s.out, wire.NdxDone); err != nil {
+				return err
+			}
+			if err := s.out.Flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		// Protocol 29 keep-alive: an index one past the list, "new".
+		if proto == 29 && int(q.Ndx) == len(s.files) && q.IFlags == itemIsNew {
+			continue
+		}
+		if int(q.Ndx) >= len(s.files) {
+			return fmt.Errorf("protocol error: invalid file index %d (list has %d)", q.Ndx, len(s.files))
+		}
+		f := s.files[q.Ndx]
+		if q.IFlags&itemTransfer == 0 {
+			if err := s.writeAttrs(outCodec, q); err != nil {
+				return err
+			}
+			continue
+		}
+		if !f.IsRegular() {
+			return fmt.Errorf("protocol error: transfer requested for non-regular file %q", f.Name)
+		}
+		if phase == 2 {
+			return fmt.Errorf("protocol error: transfer request for %q in phase 2", f.Name)
+		}
+		if s.o.DryRun {
+			s.st.Files++
+			if err := s.writeAttrs(outCodec, q); err != nil {
+				return err
+			}
+			continue
+		}
+		h, sums, err := readSums(s.rd, s.strong.Len())
+		if err != nil {
+			return fmt.Errorf("file %q: %w", f.Name, err)
+		}
+		inplace := s.o.Inplace && (proto < 29 || !q.HasBasis || q.BasisType == fnamecmpFname)
+		if err := s.sendOne(outCodec, q, f.Path, f.Name, h, sums, inplace); err != nil {
+			return err
+		}
+		s.st.Files++
+	}
+	if s.ioError != savedIOErr && proto >= 30 {
+		if err := s.out.WriteMsg(wire.MsgIOError, le32(s.ioError)); err != nil {
+			return err
+		}
+	}
+	if err := outCodec.Write(s.out, wire.NdxDone); err != nil {
+		return err
+	}
+	return s.out.Flush()
+}
+
+// readRequest reads the next request, answering deletion stats (protocol
+// 31) on the way, and rejects negative indexes other than NDX_DONE.
+func (s *session) readRequest(in, out *wire.NdxCodec) (request, error) {
+	for {
+		q, err := readRequest(s.rd, in, s.cfg.Protocol)
+		if err != nil {
+			return q, err
+		}
+		switch {
+		case q.Ndx >= 0 || q.Ndx == wire.NdxDone:
+			return q, nil
+		case q.Ndx == ndxDelStats && s.cfg.Protocol >= 31:
+			if err := s.echoDelStats(out); err != nil {
+				return q, err
+			}
+		default:
+			return q, fmt.Errorf("protocol error: invalid file index %d", q.Ndx)
+		}
+	}
+}
+
+// echoDelStats reads the receiver's deletion counts and sends them back
+// (the client prints them in its stats).
+func (s *session) echoDelStats(out *wire.NdxCodec) error {
+	var vals [5]int32
+	for i := range vals {
+		v, err := wire.ReadVarint(s.rd)
+		if err != nil {
+			return fmt.Errorf("read deletion stats: %w", err)
+		}
+		if v < 0 || v > 1<<28 {
+			return fmt.Errorf("protocol error: deletion count %d out of range", v)
+		}
+		vals[i] = v
+	}
+	if err := out.Write(s.out, ndxDelStats); err != nil {
+		return err
+	}
+	for _, v := range vals {
+		if err := wire.WriteVarint(s.out, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeAttrs echoes an index with its item flags, basis type and xname.
+func (s *session) writeAttrs(out *wire.NdxCodec, q request) error {
+	if err := out.Write(s.out, q.Ndx); err != nil {
+		return err
+	}
+	if s.cfg.Protocol < 29 {
+		return nil
+	}
+	if err := wire.WriteUint16(s.out, uint16(q.IFlags)); err != nil {
+		return err
+	}
+	if q.HasBasis {
+		if err := wire.WriteByte(s.out, q.BasisType); err != nil {
+			return err
+		}
+	}
+	if q.HasXname {
+		if err := wire.WriteVstring(s.out, q.Xname); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendOne sends one file: the echoed request and sum header, the tokens
+// and the whole-file checksum. A file that cannot be opened is reported
+// (MSG_NO_SEND from protocol 30) and the session goes on.
+func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h sumHead, sums []blockSum, inplace bool) error {
+	fh, err := s.cfg.Root.Open(path)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = fh.Stat(); err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("not a regular file any more")
+		}
+		if err != nil {
+			fh.Close()
+		}
+	}
+	if err != nil {
+		code := wire.MsgErrorXfer
+		var msg string
+		if errors.Is(err, fs.ErrNotExist) {
+			s.ioError |= ioErrVanished
+			code = wire.MsgWarning
+			if s.cfg.Protocol < 28 {
+				code = wire.MsgError
+			}
+			msg = fmt.Sprintf("file has vanished: %q (in %s)\n", name, s.cfg.ModuleName)
+		} else {
+			s.ioError |= ioErrGeneral
+			msg = fmt.Sprintf("rsync: [sender] send_files failed to open %q (in %s): %v\n", name, s.cfg.ModuleName, err)
+		}
+		s.log.Info("rsync file not sent", "path", path, "err", err)
+		if err := s.out.WriteMsg(code, []byte(msg)); err != nil {
+			return err
+		}
+		if s.cfg.Protocol >= 30 {
+			return s.out.WriteMsg(wire.MsgNoSend, le32(q.Ndx))
+		}
+		return nil
+	}
+	defer fh.Close()
+	if err := s.writeAttrs(out, q); err != nil {
+		return err
+	}
+	for _, v := range []int32{h.Count, h.BlockLen, h.StrongLen, h.Remainder} {
+		if err := wire.WriteInt32(s.out, v); err != nil {
+			return err
+		}
+	}
+	tw, err := token.NewWriter(s.out, s.compress, s.o.CompressLvl)
+	if err != nil {
+		return fmt.Errorf("token writer: %w", err)
+	}
+	fsum := s.strong.NewFile()
+	ms, err := matchFile(fh, h, sums, s.strong, tw, fsum, inplace)
+	s.st.Literal += ms.Literal
+	s.st.Matched += ms.Matched
+	if err != nil {
+		var re *readError
+		if !errors.As(err, &re) {
+			return err
+		}
+		// A read error mid-file: end the file, then send a checksum that
+		// cannot match so that the receiver discards (and retries) it.
+		s.ioError |= ioErrGeneral
+		s.log.Warn("rsync read error", "path", path, "err", err)
+		if err := tw.End(); err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("rsync: [sender] read errors mapping %q (in %s): %v\n", name, s.cfg.ModuleName, re.err)
+		sum := badSum(fsum.Sum(nil))
+		if _, err := s.out.Write(sum); err != nil {
+			return err
+		}
+		return s.out.WriteMsg(wire.MsgErrorXfer, []byte(msg))
+	}
+	_, err = s.out.Write(fsum.Sum(nil))
+	return err
+}
+
+// badSum returns a checksum of the same length that differs from sum.
+func badSum(sum []byte) []byte {
+	b := make([]byte, len(sum))
+	if string(b) == string(sum) {
+		b[len(b)-1] = 1
+	}
+	return b
+}
+
+// readError marks a failure reading the local file (as opposed to
+// writing to the client).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "read file: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
