@@ -47,10 +47,14 @@ type cached struct {
 type diskIndex struct {
 	size      int64
 	mtime     time.Time
-	sig       [sha256.Size]byte // signature of the files it lists
-	timestamp string            // its header TIMESTAMP
-	entries   map[string]gentoo.PackageFields
-	err       error
+	files     map[string]pkgFile // the package files it lists
+	timestamp string             // its header TIMESTAMP
+	// The last freshness decision and the directory state it was made for.
+	freshFor [sha256.Size]byte
+	fresh    bool
+	decided  bool
+	entries  map[string]gentoo.PackageFields
+	err      error
 }
 
 // memIndex is an index held in memory, plain and gzipped.
@@ -113,7 +117,7 @@ func (x *indexer) fromDisk(gz bool) (answer, bool) {
 		x.disk = x.parseDisk(st)
 		x.diskGz = nil
 	}
-	if x.disk.err != nil || x.disk.sig != x.state.sig {
+	if x.disk.err != nil || !x.diskFresh() {
 		return answer{}, false
 	}
 	if !gz {
@@ -134,7 +138,7 @@ func (x *indexer) fromDisk(gz bool) (answer, bool) {
 
 // parseDisk reads the on-disk Packages and digests the files it lists.
 func (x *indexer) parseDisk(st fs.FileInfo) diskIndex {
-	d := diskIndex{size: st.Size(), mtime: st.ModTime(), entries: map[string]gentoo.PackageFields{}}
+	d := diskIndex{size: st.Size(), mtime: st.ModTime(), entries: map[string]gentoo.PackageFields{}, files: map[string]pkgFile{}}
 	f, err := x.root.Open("Packages")
 	if err != nil {
 		d.err = err
@@ -152,7 +156,6 @@ func (x *indexer) parseDisk(st fs.FileInfo) diskIndex {
 		return d
 	}
 	d.timestamp = ix.Header[gentoo.PkgKeyTimestamp]
-	var files []pkgFile
 	for _, e := range ix.Packages {
 		p := e[gentoo.PkgKeyPath]
 		if p == "" {
@@ -164,12 +167,34 @@ func (x *indexer) parseDisk(st fs.FileInfo) diskIndex {
 			d.err = fmt.Errorf("entry %s lacks SIZE or MTIME", e[gentoo.PkgKeyCPV])
 			return d
 		}
-		files = append(files, pkgFile{Path: p, Size: size, MTime: mt})
+		d.files[p] = pkgFile{Path: p, Size: size, MTime: mt}
 		d.entries[p] = e
 	}
-	sortPkgFiles(files)
-	d.sig = signature(files)
 	return d
+}
+
+// diskFresh reports whether the on-disk index lists every valid package
+// file on disk with its size and mtime, and nothing else. Files it does not
+// list are read: if they are not valid packages (Portage leaves those out
+// too), the index is still fresh.
+func (x *indexer) diskFresh() bool {
+	d := &x.disk
+	if d.decided && d.freshFor == x.state.sig {
+		return d.fresh
+	}
+	d.decided, d.freshFor, d.fresh = true, x.state.sig, false
+	listed := 0
+	for _, f := range x.state.files {
+		if g, ok := d.files[f.Path]; ok && g == f {
+			listed++
+			continue
+		}
+		if x.entry(f) != nil {
+			return false // a valid package the index does not know
+		}
+	}
+	d.fresh = listed == len(d.files)
+	return d.fresh
 }
 
 // generate builds the index from the package files, reusing entries already
@@ -226,10 +251,11 @@ func (x *indexer) entry(f pkgFile) gentoo.PackageFields {
 	e, err := entryFor(x.root, f)
 	if err != nil {
 		x.bad[f.Path] = f
-		x.log.Warn("binpkg: package left out of the generated index", "path", f.Path, "err", err)
+		x.log.Warn("binpkg: invalid package left out of the index", "path", f.Path, "err", err)
 		return nil
 	}
 	delete(x.bad, f.Path)
+	x.entries[f.Path] = cached{f: f, e: e}
 	return e
 }
 

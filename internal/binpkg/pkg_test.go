@@ -113,7 +113,7 @@ func gpkgPackage(t testing.TB, basename, ext string, md meta) []byte {
 	slices.Sort(names)
 	// A large unwanted entry, as environment.bz2 is.
 	names = append(names, "metadata/environment.bz2")
-	files["metadata/environment.bz2"] = bytes.Repeat([]byte("x"), 3*maxMetaValue)
+	files["metadata/environment.bz2"] = bytes.Repeat([]byte("x"), maxMetaValue+1)
 	metaTar := compress(t, ext, tarOf(t, names, files))
 	image := compress(t, ext, tarOf(t, []string{"image/usr/bin/x"}, map[string][]byte{"image/usr/bin/x": []byte("binary")}))
 	outer := []string{basename + "/gpkg-1", basename + "/metadata.tar" + ext, basename + "/image.tar" + ext, basename + "/Manifest"}
@@ -150,7 +150,7 @@ func TestReadXpakManPageExample(t *testing.T) {
 }
 
 func TestReadXpakPackage(t *testing.T) {
-	in := meta{"CATEGORY": "app-misc\n", "PF": "hello-1.0\n", "SLOT": "0\n", "USE": "amd64  nls\n", "environment.bz2": strings.Repeat("e", 2*maxMetaValue)}
+	in := meta{"CATEGORY": "app-misc\n", "PF": "hello-1.0\n", "SLOT": "0\n", "USE": "amd64  nls\n", "environment.bz2": strings.Repeat("e", maxMetaValue+1)}
 	b := xpakPackage(t, in)
 	md, err := ReadXpak(bytes.NewReader(b), int64(len(b)), wantMeta)
 	if err != nil {
