@@ -1,0 +1,304 @@
+package distcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/gentoo"
+)
+
+// Defaults of Options.
+const (
+	DefaultFresh       = 5 * time.Minute
+	DefaultIdleTimeout = 60 * time.Second
+	DefaultMaxDuration = 12 * time.Hour
+)
+
+// Options configure a Cache.
+type Options struct {
+	// Store holds the objects. The caller closes it after the Cache.
+	Store *Store
+	// Mirrors are GENTOO_MIRRORS-style base URLs; a distfile is at
+	// BASE/distfiles/<layout path>, the layout read once per mirror from
+	// BASE/distfiles/layout.conf (flat when absent or unreadable).
+	Mirrors []string
+	// Client fetches from upstream. nil: a client with connect, TLS and
+	// response-header timeouts that ignores proxy settings from the
+	// environment. A caller that must keep downloads away from some
+	// addresses supplies a client whose dialer refuses them.
+	Client *http.Client
+	// Verifier gives the Manifest entry of a distfile; may be nil.
+	Verifier Verifier
+	// Fresh is how long a Volatile object is served without asking
+	// upstream (0: DefaultFresh).
+	Fresh time.Duration
+	// IdleTimeout aborts an upstream transfer that sends nothing for this
+	// long (the download then resumes or fails over; 0: DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxDuration bounds one download, all retries included
+	// (0: DefaultMaxDuration).
+	MaxDuration time.Duration
+	// Log receives the fetcher's messages; nil discards them.
+	Log *slog.Logger
+}
+
+// Cache is the coalescing fetcher on top of a Store: one upstream download
+// per object however many clients ask, streamed to all of them as it
+// arrives, resumed after breaks, verified before it is kept.
+type Cache struct {
+	store    *Store
+	client   *http.Client
+	verifier Verifier
+	fresh    time.Duration
+	idle     time.Duration
+	maxDur   time.Duration
+	log      *slog.Logger
+	mirrors  []*mirror
+
+	ctx    context.Context // downloads run under it; canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	active map[string]*download
+	closed bool
+}
+
+// New returns a Cache on o.Store.
+func New(o Options) (*Cache, error) {
+	if o.Store == nil {
+		return nil, errors.New("distcache: no store")
+	}
+	c := &Cache{
+		store:    o.Store,
+		client:   o.Client,
+		verifier: o.Verifier,
+		fresh:    o.Fresh,
+		idle:     o.IdleTimeout,
+		maxDur:   o.MaxDuration,
+		log:      o.Log,
+		active:   map[string]*download{},
+	}
+	if c.client == nil {
+		c.client = DefaultClient()
+	}
+	if c.fresh <= 0 {
+		c.fresh = DefaultFresh
+	}
+	if c.idle <= 0 {
+		c.idle = DefaultIdleTimeout
+	}
+	if c.maxDur <= 0 {
+		c.maxDur = DefaultMaxDuration
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	for _, m := range o.Mirrors {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("distcache: mirror %q: not an http(s) URL", m)
+		}
+		c.mirrors = append(c.mirrors, &mirror{base: strings.TrimRight(m, "/")})
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// DefaultClient is the upstream client used when Options.Client is nil:
+// no proxy from the environment, bounded connect, TLS and header waits, no
+// overall timeout (long downloads are bounded by IdleTimeout and
+// MaxDuration instead), no transparent decompression.
+func DefaultClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   15 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   8,
+			DisableCompression:    true,
+			ForceAttemptHTTP2:     true,
+		},
+	}
+}
+
+// Store returns the cache's store.
+func (c *Cache) Store() *Store { return c.store }
+
+// Object is what Get fetches.
+type Object struct {
+	// Key is the store key (see the prefixes in api.go).
+	Key string
+	// Sources are absolute URLs tried in order (404 or error: next one).
+	Sources []string
+	// Volatile objects are revalidated upstream (If-None-Match,
+	// If-Modified-Since) once older than Options.Fresh; others are
+	// immutable once cached.
+	Volatile bool
+	// Expect, when set, is checked (size, BLAKE2B, SHA512) before the
+	// object is kept.
+	Expect *gentoo.Dist
+}
+
+// Get returns the object: from the store (Hit), by joining the download of
+// it already running (Join), or by starting one (Miss). It returns once
+// the object's length and headers are known (or the download failed, with
+// ErrNotFound, ErrCorrupt or ErrUpstream and the reason); the body then
+// streams as it arrives. The download runs on when ctx ends (other clients
+// may want it) and stops when the Cache is closed. The caller must Close
+// the Body.
+func (c *Cache) Get(ctx context.Context, obj Object) (*Body, Outcome, error) {
+	srcs := obj.Sources
+	return c.get(ctx, obj, func(context.Context) []string { return srcs })
+}
+
+// Distfile returns the distfile name (key DistfilesPrefix+name): from the
+// store, else from every mirror in turn (each with its own layout), else
+// from the given origin URLs (fetch-through). The Verifier's entry, when
+// there is one, is checked before the file is kept; otherwise only the
+// size announced upstream. A cached file whose size differs from the
+// Verifier's entry is fetched again.
+func (c *Cache) Distfile(ctx context.Context, name string, origins ...string) (*Body, Outcome, error) {
+	if err := CheckName(name); err != nil {
+		return nil, "", err
+	}
+	obj := Object{Key: DistfilesPrefix + name}
+	if c.verifier != nil {
+		if d, ok := c.verifier.Lookup(name); ok {
+			obj.Expect = &d
+		}
+	}
+	origins = append([]string(nil), origins...)
+	return c.get(ctx, obj, func(ctx context.Context) []string {
+		var out []string
+		for _, m := range c.mirrors {
+			out = append(out, m.base+"/distfiles/"+escapePath(c.layoutOf(ctx, m).Path(name)))
+		}
+		return append(out, origins...)
+	})
+}
+
+func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Context) []string) (*Body, Outcome, error) {
+	if err := CheckKey(obj.Key); err != nil {
+		return nil, "", err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, "", errors.New("distcache: cache closed")
+	}
+	if d := c.active[obj.Key]; d != nil {
+		c.mu.Unlock()
+		return c.attach(ctx, d, Join)
+	}
+	var stale *meta
+	hasStored := false
+	f, fi, err := c.store.Open(obj.Key)
+	switch {
+	case err == nil:
+		m, haveMeta := meta{}, false
+		if obj.Volatile || !strings.HasPrefix(obj.Key, DistfilesPrefix) {
+			m, haveMeta = c.store.readMeta(obj.Key)
+		}
+		switch {
+		case obj.Expect != nil && fi.Size() != obj.Expect.Size:
+			c.log.Warn("cached file has the wrong size for the Manifest; fetching it again",
+				"key", obj.Key, "size", fi.Size(), "manifest", obj.Expect.Size)
+			f.Close()
+		case obj.Volatile && (!haveMeta || time.Since(m.Fetched) >= c.fresh):
+			stale, hasStored = &m, true
+			f.Close()
+		default:
+			c.mu.Unlock()
+			c.store.MarkServed(obj.Key)
+			return storedBody(obj.Key, f, fi, m.ContentType), Hit, nil
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		c.mu.Unlock()
+		return nil, "", err
+	}
+	d := newDownload(c, obj, sources, stale, hasStored)
+	c.active[obj.Key] = d
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go d.run()
+	return c.attach(ctx, d, Miss)
+}
+
+// attach waits until d can serve (headers known, or resolved) and returns
+// a Body on it.
+func (c *Cache) attach(ctx context.Context, d *download, o Outcome) (*Body, Outcome, error) {
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return nil, "", fmt.Errorf("distcache: %s: waiting for upstream: %w", d.key, context.Cause(ctx))
+	}
+	d.mu.Lock()
+	switch {
+	case d.useStored:
+		// Revalidated (304) or upstream failed: the stored copy serves.
+		if o != Join {
+			o = d.storedOutcome
+		}
+		d.mu.Unlock()
+		return c.openStored(d.key, o)
+	case d.done && !d.committed:
+		err := d.err
+		d.mu.Unlock()
+		return nil, "", err
+	case d.file == nil:
+		// Committed and released: the object is in the store.
+		d.mu.Unlock()
+		return c.openStored(d.key, o)
+	}
+	b := &Body{key: d.key, d: d, file: d.file.acquire()}
+	d.mu.Unlock()
+	c.store.MarkServed(d.key)
+	return b, o, nil
+}
+
+func (c *Cache) openStored(key string, o Outcome) (*Body, Outcome, error) {
+	f, fi, err := c.store.Open(key)
+	if err != nil {
+		return nil, "", err
+	}
+	var ct string
+	if !strings.HasPrefix(key, DistfilesPrefix) {
+		m, _ := c.store.readMeta(key)
+		ct = m.ContentType
+	}
+	c.store.MarkServed(key)
+	return storedBody(key, f, fi, ct), o, nil
+}
+
+// Close stops every download in progress (their clients see the transfer
+// fail) and waits for them to end. It does not close the Store.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// escapePath percent-encodes each segment of a slash-separated path.
+func escapePath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
