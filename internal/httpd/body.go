@@ -1,0 +1,237 @@
+package httpd
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/distcache"
+)
+
+// serveBody answers r with b: Content-Length when the size is known,
+// Last-Modified, Accept-Ranges, single-range 206 and 416, HEAD without a
+// body, and 304 for If-Modified-Since on complete objects. b is closed.
+//
+// When the body fails before the announced length is sent (an upstream
+// transfer that cannot be completed), the connection is aborted, so the
+// client sees a broken transfer, never a short file presented as complete:
+// with Content-Length the connection closes early; when the size is not
+// known the response is chunked and the terminating chunk is never sent.
+func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outcome distcache.Outcome) {
+	defer b.Close()
+	setOutcome(w, string(outcome))
+	complete := outcome == distcache.Hit || outcome == distcache.Revalidated
+	size := b.Size()
+	mod := b.ModTime()
+	h := w.Header()
+	ct := b.ContentType()
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("X-Cache", string(outcome))
+	if !mod.IsZero() {
+		h.Set("Last-Modified", mod.UTC().Format(http.TimeFormat))
+	}
+	if complete && notModified(r, mod) {
+		h.Del("Content-Type")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+
+	rangeSpec := r.Header.Get("Range")
+	if rangeSpec != "" && !ifRangeMatches(r, mod) {
+		rangeSpec = ""
+	}
+	if rangeSpec != "" && size < 0 {
+		// A range needs the full size: wait for the download to end.
+		if err := b.Wait(r.Context()); err != nil {
+			cacheError(w, r, "download failed", err)
+			return
+		}
+		size = b.Size()
+		if size < 0 {
+			rangeSpec = ""
+		}
+	}
+
+	start, n, code := int64(0), size, http.StatusOK
+	if rangeSpec != "" {
+		st, ln, res := parseRange(rangeSpec, size)
+		switch res {
+		case rangeOK:
+			start, n, code = st, ln, http.StatusPartialContent
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", st, st+ln-1, size))
+		case rangeUnsatisfiable:
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			msg := fmt.Sprintf("416 range not satisfiable: %q, the object has %d bytes\n", rangeSpec, size)
+			h.Set("Content-Length", strconv.Itoa(len(msg)))
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			if r.Method != http.MethodHead {
+				io.WriteString(w, msg)
+			}
+			return
+		}
+	}
+	if n >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	}
+	w.WriteHeader(code)
+	if r.Method == http.MethodHead || n == 0 {
+		return
+	}
+
+	rd := b.NewReader(start)
+	defer rd.Close()
+	if complete && n > 0 {
+		// Complete file: let net/http use sendfile.
+		copied, err := io.Copy(w, io.LimitReader(rd, n))
+		if copied < n {
+			s.abort(r, copied, n, err)
+		}
+		return
+	}
+	copied, err := streamCopy(w, rd, n)
+	if err != nil || (n >= 0 && copied < n) {
+		s.abort(r, copied, n, err)
+	}
+}
+
+// abort ends a response whose body could not be sent in full: the panic
+// makes net/http close the connection without completing the response.
+func (s *Server) abort(r *http.Request, sent, want int64, err error) {
+	if r.Context().Err() == nil {
+		s.log.Warn("transfer broken, closing the connection", "url", r.RequestURI,
+			"client", r.RemoteAddr, "sent", sent, "want", want, "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// errWrite marks errors writing to the client (as opposed to reading the body).
+type errWrite struct{ error }
+
+// streamCopy copies up to n bytes (all when n < 0) from rd to w, flushing
+// after every read so clients following a download get bytes as they
+// arrive. A clean end of the body before n bytes is reported as
+// io.ErrUnexpectedEOF.
+func streamCopy(w http.ResponseWriter, rd io.Reader, n int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	flusher, _ := w.(http.Flusher)
+	var copied int64
+	for n < 0 || copied < n {
+		p := buf
+		if n >= 0 && n-copied < int64(len(p)) {
+			p = p[:n-copied]
+		}
+		m, err := rd.Read(p)
+		if m > 0 {
+			if _, werr := w.Write(p[:m]); werr != nil {
+				return copied, errWrite{werr}
+			}
+			copied += int64(m)
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err == io.EOF {
+			if n >= 0 && copied < n {
+				return copied, io.ErrUnexpectedEOF
+			}
+			return copied, nil
+		}
+		if err != nil {
+			return copied, err
+		}
+	}
+	return copied, nil
+}
+
+// notModified reports whether r's If-Modified-Since covers mod.
+func notModified(r *http.Request, mod time.Time) bool {
+	if mod.IsZero() || r.Header.Get("If-None-Match") != "" {
+		return false
+	}
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	if err != nil {
+		return false
+	}
+	return !mod.Truncate(time.Second).After(t)
+}
+
+// ifRangeMatches reports whether a Range may be honoured given If-Range:
+// absent, or a date equal to mod. Entity tags never match (no ETags here).
+func ifRangeMatches(r *http.Request, mod time.Time) bool {
+	ir := r.Header.Get("If-Range")
+	if ir == "" {
+		return true
+	}
+	t, err := http.ParseTime(ir)
+	if err != nil || mod.IsZero() {
+		return false
+	}
+	return mod.Truncate(time.Second).Equal(t)
+}
+
+type rangeResult int
+
+const (
+	rangeIgnore        rangeResult = iota // no usable range: serve 200
+	rangeOK                               // serve 206
+	rangeUnsatisfiable                    // serve 416
+)
+
+// parseRange parses a single byte range against size (known, >= 0).
+// Several ranges, other units and malformed specs are ignored (RFC 9110
+// allows serving the full representation then).
+func parseRange(spec string, size int64) (start, length int64, res rangeResult) {
+	const p = "bytes="
+	if len(spec) < len(p) || !strings.EqualFold(spec[:len(p)], p) {
+		return 0, 0, rangeIgnore
+	}
+	spec = strings.TrimSpace(spec[len(p):])
+	if strings.Contains(spec, ",") {
+		return 0, 0, rangeIgnore
+	}
+	first, last, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, 0, rangeIgnore
+	}
+	first, last = strings.TrimSpace(first), strings.TrimSpace(last)
+	if first == "" {
+		// Suffix range: the last N bytes.
+		k, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || k < 0 {
+			return 0, 0, rangeIgnore
+		}
+		if k == 0 || size == 0 {
+			return 0, 0, rangeUnsatisfiable
+		}
+		k = min(k, size)
+		return size - k, k, rangeOK
+	}
+	a, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || a < 0 {
+		return 0, 0, rangeIgnore
+	}
+	end := size - 1
+	if last != "" {
+		e, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || e < a {
+			return 0, 0, rangeIgnore
+		}
+		end = min(e, size-1)
+	}
+	if a >= size {
+		return 0, 0, rangeUnsatisfiable
+	}
+	return a, end - a + 1, rangeOK
+}
