@@ -67,15 +67,42 @@ func (p Plain) Match(block int32, _ []byte) error {
 func (p Plain) End() error { return p.int32(0) }
 
 // Supported lists the compression names this package implements, in our
-// order of preference, as advertised during negotiation (protocol 30+).
-func Supported() []string { return []string{"zlib"} }
+// order of preference (stock rsync's order, without lz4), as advertised
+// during negotiation (protocol 30+).
+func Supported() []string { return []string{"zstd", "zlibx", "zlib"} }
 
 // NewWriter returns the token writer for the negotiated compression name
-// ("" or "none": plain tokens) at the given level (-1: the default).
+// ("" or "none": plain tokens) at the given level (-1: the default) for
+// protocol 31 and later. Use NewWriterProtocol below protocol 31.
 func NewWriter(w io.Writer, compress string, level int) (Writer, error) {
+	return NewWriterProtocol(w, compress, level, 31)
+}
+
+// NewWriterProtocol is NewWriter for the negotiated protocol version:
+// before protocol 31 stock rsync adds matched blocks longer than 64 KiB
+// to the zlib history differently, and so must we.
+//
+// One writer serves a whole session, file after file, as stock rsync's
+// compression state does: zlib and zlibx restart their deflate stream
+// at every file, zstd keeps one stream for the session. Levels follow
+// rsync: for zlib and zlibx -1 means 6, 0 turns compression off (plain
+// tokens, as both sides of stock rsync do), others are clamped to 1..9;
+// for zstd -1 and 0 mean the default level.
+func NewWriterProtocol(w io.Writer, compress string, level, protocol int) (Writer, error) {
 	switch compress {
 	case "", "none":
 		return Plain{W: w}, nil
+	case "zlib", "zlibx":
+		switch {
+		case level == 0:
+			return Plain{W: w}, nil
+		case level == -1:
+			level = 6
+		}
+		level = min(max(level, 1), 9)
+		return newDeflateWriter(w, level, compress == "zlib", protocol)
+	case "zstd":
+		return newZstdWriter(w, level)
 	}
 	return nil, fmt.Errorf("token: compression %q not implemented", compress)
 }
