@@ -254,8 +254,8 @@ func le32(v int32) []byte {
 }
 
 // ourCompressions lists the compressions advertised from protocol 30:
-// those the token package can actually write, then "none" so that a
-// client asking for -z still negotiates something we can send.
+// those the token package can actually write (a client asking for -z
+// does not accept "none"), or "none" when there is nothing else.
 func ourCompressions() []string {
 	var l []string
 	for _, n := range token.Supported() {
@@ -263,7 +263,10 @@ func ourCompressions() []string {
 			l = append(l, n)
 		}
 	}
-	return append(l, "none")
+	if len(l) == 0 {
+		l = []string{"none"}
+	}
+	return l
 }
 
 // setup writes compatibility flags, negotiates checksum and compression

@@ -85,8 +85,9 @@ func makeTree(t *testing.T, dir string, nfiles int) {
 
 // compareTrees checks that dst mirrors src: same entries (minus the
 // top-level names or relative paths in skip), types, permissions, contents, symlink
-// targets and file mtimes.
-func compareTrees(t *testing.T, src, dst string, skip ...string) {
+// targets and file mtimes (to the second unless nsec: protocols below
+// 31 carry no nanoseconds).
+func compareTrees(t *testing.T, src, dst string, nsec bool, skip ...string) {
 	t.Helper()
 	seen := map[string]bool{}
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -131,7 +132,11 @@ func compareTrees(t *testing.T, src, dst string, skip ...string) {
 			if si.Mode().Perm() != di.Mode().Perm() {
 				t.Errorf("%s: mode %v, want %v", rel, di.Mode().Perm(), si.Mode().Perm())
 			}
-			if !si.ModTime().Equal(di.ModTime()) {
+			smt := si.ModTime()
+			if !nsec {
+				smt = smt.Truncate(time.Second)
+			}
+			if !smt.Equal(di.ModTime()) {
 				t.Errorf("%s: mtime %v, want %v", rel, di.ModTime(), si.ModTime())
 			}
 			a, _ := os.ReadFile(p)
