@@ -1,0 +1,167 @@
+// Package daemon is lanmirror's rsync daemon: it accepts connections from
+// stock rsync clients, speaks the daemon handshake (greeting, module
+// request, module list, @ERROR replies, hosts allow/deny, max connections,
+// motd), reads the client's arguments and hands each session to the
+// sender, with one shared file list cache per module tree.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/rsync/sender"
+)
+
+// Default bounds.
+const (
+	// DefaultHandshakeTimeout bounds the handshake (greeting to the end of
+	// the arguments) when the module sets no shorter timeout, as rsyncd's
+	// DAEMON_HANDSHAKE_TIMEOUT does.
+	DefaultHandshakeTimeout = 60 * time.Second
+	// DefaultShutdownGrace is how long running sessions may continue
+	// after shutdown starts.
+	DefaultShutdownGrace = 5 * time.Second
+)
+
+// SessionFunc runs one session after the daemon has read the arguments.
+// sender.Run is the real one.
+type SessionFunc func(ctx context.Context, conn ReadWriteDeadliner, cfg sender.Config) (sender.Stats, error)
+
+// ReadWriteDeadliner is the connection a session runs on.
+type ReadWriteDeadliner interface {
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	SetDeadline(t time.Time) error
+}
+
+// Config describes a Server.
+type Config struct {
+	// Modules are the served modules, in listing order.
+	Modules []config.Module
+	// MOTD is the message of the day sent to every client after the
+	// greeting (the contents of "motd file"); empty: none.
+	MOTD string
+	// Logger receives one line per connection and per session; nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// HandshakeTimeout bounds the handshake; 0: DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// ShutdownGrace is how long sessions may run on after the server's
+	// context ends; 0: DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+	// Session runs a session; nil: sender.Run.
+	Session SessionFunc
+}
+
+// Server is an rsync daemon serving a fixed set of modules.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	modules map[string]*module
+	order   []*module
+	session SessionFunc
+	wg      sync.WaitGroup
+}
+
+// New checks the modules and returns a Server for them. Module paths are
+// resolved per connection, so a path may appear (or be switched to a new
+// snapshot) after the server starts.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Logger, modules: map[string]*module{}, session: cfg.Session}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.cfg.HandshakeTimeout <= 0 {
+		s.cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if s.cfg.ShutdownGrace <= 0 {
+		s.cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if s.session == nil {
+		s.session = func(ctx context.Context, conn ReadWriteDeadliner, c sender.Config) (sender.Stats, error) {
+			return sender.Run(ctx, conn, c)
+		}
+	}
+	if len(cfg.Modules) == 0 {
+		return nil, errors.New("rsync daemon: no modules")
+	}
+	for _, mc := range cfg.Modules {
+		if mc.Name == "" || strings.ContainsAny(mc.Name, "/\n\x00") || strings.HasPrefix(mc.Name, "#") {
+			return nil, fmt.Errorf("rsync daemon: invalid module name %q", mc.Name)
+		}
+		if _, dup := s.modules[mc.Name]; dup {
+			return nil, fmt.Errorf("rsync daemon: module %q defined twice", mc.Name)
+		}
+		m, err := newModule(mc, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("rsync daemon: %w", err)
+		}
+		s.modules[mc.Name] = m
+		s.order = append(s.order, m)
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then stops accepting,
+// gives running sessions ShutdownGrace to finish, and returns once every
+// connection is closed. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Sessions get their own context so that they can outlive ctx by the
+	// grace period.
+	sessCtx, cancelSessions := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSessions()
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		time.AfterFunc(s.cfg.ShutdownGrace, cancelSessions)
+	})
+	defer stop()
+	s.log.Info("rsync daemon listening", "addr", ln.Addr().String(), "modules", len(s.order))
+	var err error
+	delay := 5 * time.Millisecond
+	for {
+		conn, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() != nil || errors.Is(aerr, net.ErrClosed) {
+				break
+			}
+			// Out of file descriptors and the like: back off, bounded.
+			s.log.Warn("rsync accept failed", "err", aerr)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, sessCtx, conn)
+		}()
+	}
+	ln.Close()
+	s.wg.Wait()
+	for _, m := range s.order {
+		m.close()
+	}
+	if ctx.Err() == nil {
+		err = errors.New("rsync daemon: listener closed")
+	}
+	return err
+}
+
+// ServeConn serves one client connection and closes it. The handshake
+// and the session both end when ctx does.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.serveConn(ctx, ctx, conn)
+}
