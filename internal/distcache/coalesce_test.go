@@ -43,6 +43,9 @@ func TestOneDownloadManyClients(t *testing.T) {
 			defer b.Close()
 			outcomes[i] = o
 			results[i], errs[i] = readAll(t, b, 0)
+			if errs[i] == nil {
+				errs[i] = b.Wait(testCtx(t))
+			}
 		}()
 	}
 	close(start)

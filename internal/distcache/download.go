@@ -111,11 +111,7 @@ func (d *download) run() {
 
 	// Leave the active set first: from now on a new Get finds the
 	// committed object in the store, or starts afresh after a failure.
-	d.c.mu.Lock()
-	if d.c.active[d.key] == d {
-		delete(d.c.active, d.key)
-	}
-	d.c.mu.Unlock()
+	d.leave()
 
 	d.mu.Lock()
 	d.done = true
@@ -139,6 +135,16 @@ func (d *download) run() {
 	} else {
 		d.c.log.Info("download done", "key", d.key, "result", result, "bytes", d.written, "duration", time.Since(start))
 	}
+}
+
+// leave removes d from the cache's active downloads (once it is no
+// longer the place to join).
+func (d *download) leave() {
+	d.c.mu.Lock()
+	if d.c.active[d.key] == d {
+		delete(d.c.active, d.key)
+	}
+	d.c.mu.Unlock()
 }
 
 // touchMeta records a revalidation (304, or a failure served stale).
@@ -203,6 +209,7 @@ func (d *download) fetch(ctx context.Context) (string, error) {
 				d.mu.Lock()
 				d.useStored, d.storedOutcome = true, Revalidated
 				d.mu.Unlock()
+				d.leave() // the stored copy is fresh again: new requests hit it
 				d.markReady()
 				return "not_modified", nil
 			case resNotFound:
