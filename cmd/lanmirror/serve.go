@@ -33,6 +33,7 @@ type serveEnv struct {
 	cfg       *config.Serve
 	log       *slog.Logger
 	accessLog io.Writer
+	dist      distStoreState // the shared distfiles Store, see distStore (serve_http.go)
 }
 
 var components []component

@@ -102,7 +102,7 @@ func (b *fakeBody) Size() int64 {
 }
 func (b *fakeBody) ModTime() time.Time  { return b.o.mod }
 func (b *fakeBody) ContentType() string { return "" }
-func (b *fakeBody) Close()              {}
+func (b *fakeBody) Close() error        { return nil }
 func (b *fakeBody) Wait(ctx context.Context) error {
 	if b.o.failAt > 0 {
 		return fmt.Errorf("connection reset: %w", distcache.ErrUpstream)

@@ -42,7 +42,7 @@ type Body interface {
 	// Wait blocks until the object is complete (nil) or failed.
 	Wait(ctx context.Context) error
 	// Close releases the Body.
-	Close()
+	Close() error
 }
 
 // Object names a non-distfile object for Cache.Get.

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/acl"
+	"github.com/lanmirror/lanmirror/internal/binpkg"
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/distcache"
+	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/httpd"
+)
+
+// distVerifier returns the DIST verifier of the distfiles cache (the tree's
+// Manifests); the gentoo wiring sets it from an init function. nil, or a
+// nil result, means no verifier: downloads are checked by size only.
+var distVerifier func(env *serveEnv) distcache.Verifier
+
+// distStoreState holds the distfiles Store shared by the components.
+type distStoreState struct {
+	once  sync.Once
+	store *distcache.Store
+	err   error
+}
+
+// distStore opens the distfiles Store below --data once and shares it
+// between the components (the HTTP side, the cleaner). The HTTP component
+// closes it when it stops.
+func (e *serveEnv) distStore() (*distcache.Store, error) {
+	e.dist.once.Do(func() {
+		e.dist.store, e.dist.err = distcache.OpenStore(e.cfg.DataDir, e.log)
+		if e.dist.err != nil {
+			e.dist.err = fmt.Errorf("open distfiles store in %s: %w", e.cfg.DataDir, e.dist.err)
+		}
+	})
+	return e.dist.store, e.dist.err
+}
+
+func init() {
+	addComponent(component{
+		name:    "http",
+		enabled: func(cfg *config.Serve) bool { return cfg.HTTPAddr != "" },
+		open:    openHTTP,
+	})
+}
+
+// openHTTP binds the HTTP listener and builds the cache and the routes.
+func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, error) {
+	cfg := env.cfg
+	allow := acl.Default()
+	if len(cfg.Allow) > 0 {
+		var err error
+		if allow, err = acl.Parse(cfg.Allow...); err != nil {
+			return nil, fmt.Errorf("--allow: %w", err)
+		}
+	}
+	policy, err := httpd.NewPolicy(append(append([]string(nil), cfg.Mirrors...), cfg.BinhostUpstream), cfg.ProxyAllowHosts)
+	if err != nil {
+		return nil, err
+	}
+	store, err := env.distStore()
+	if err != nil {
+		return nil, err
+	}
+	var verifier distcache.Verifier
+	if distVerifier != nil {
+		verifier = distVerifier(env)
+	}
+	cache, err := distcache.New(distcache.Options{
+		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: env.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var binpkgs http.Handler
+	if cfg.Binpkgs != "" {
+		if binpkgs, err = binpkg.NewHandler(cfg.Binpkgs, env.log); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := httpd.New(httpd.Options{
+		Cache:           httpd.FromDistcache(cache),
+		Allow:           allow,
+		Policy:          policy,
+		Verifier:        verifier,
+		LayoutConf:      gentoo.ServedLayoutConf(),
+		Aliases:         cfg.Aliases,
+		Binpkgs:         binpkgs,
+		BinhostUpstream: cfg.BinhostUpstream,
+		Stats:           storeStats(store),
+		AccessLog:       env.accessLog,
+		Log:             env.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	env.log.Info("http listening", "addr", ln.Addr().String(), "mirrors", cfg.Mirrors, "allow", allow.String())
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(env.log.Handler(), slog.LevelWarn),
+	}
+	return func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- hs.Serve(ln) }()
+		var serveErr error
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := hs.Shutdown(sctx); err != nil {
+				hs.Close()
+			}
+			cancel()
+			<-errc
+		case serveErr = <-errc:
+		}
+		cache.Close()
+		srv.Close()
+		if c, ok := binpkgs.(io.Closer); ok {
+			c.Close()
+		}
+		if err := store.Close(); err != nil {
+			env.log.Warn("closing the distfiles store", "err", err)
+		}
+		if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+			return serveErr
+		}
+		return nil
+	}, nil
+}
+
+// storeStats reports the distfiles cache size for the status page,
+// recomputed at most once a minute.
+func storeStats(store *distcache.Store) httpd.Stats {
+	var mu sync.Mutex
+	var at time.Time
+	var size int64
+	var files int
+	return func() (int64, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) > time.Minute {
+			ents, err := store.Entries(distcache.DistfilesPrefix)
+			if err == nil {
+				size, files = 0, len(ents)
+				for _, e := range ents {
+					size += e.Size
+				}
+				at = time.Now()
+			}
+		}
+		return size, files
+	}
+}

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/distcache"
+	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"golang.org/x/crypto/blake2b"
+)
+
+// htUpstream is a test mirror: files by path, GET counts per path,
+// optional throttling and a switch that breaks bodies half way.
+type htUpstream struct {
+	ts     *httptest.Server
+	mu     sync.Mutex
+	files  map[string][]byte
+	gets   map[string]int
+	slow   atomic.Bool // throttle bodies
+	broken atomic.Bool // cut every body half way (Content-Length announced in full)
+}
+
+func newHTUpstream(t *testing.T) *htUpstream {
+	u := &htUpstream{files: map[string][]byte{}, gets: map[string]int{}}
+	u.ts = httptest.NewServer(http.HandlerFunc(u.serve))
+	t.Cleanup(u.ts.Close)
+	return u
+}
+
+func (u *htUpstream) put(path string, data []byte) {
+	u.mu.Lock()
+	u.files[path] = data
+	u.mu.Unlock()
+}
+
+func (u *htUpstream) count(path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.gets[path]
+}
+
+func (u *htUpstream) serve(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	data, ok := u.files[r.URL.Path]
+	if r.Method == http.MethodGet {
+		u.gets[r.URL.Path]++
+	}
+	u.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	mod := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	if u.broken.Load() {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Header().Set("Last-Modified", mod.Format(http.TimeFormat))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	var ww http.ResponseWriter = w
+	if u.slow.Load() {
+		ww = &htSlowWriter{w}
+	}
+	http.ServeContent(ww, r, "", mod, bytes.NewReader(data))
+}
+
+// htSlowWriter sends 16 KiB every 5 ms.
+type htSlowWriter struct{ http.ResponseWriter }
+
+func (s *htSlowWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), 16<<10)
+		m, err := s.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		s.ResponseWriter.(http.Flusher).Flush()
+		time.Sleep(5 * time.Millisecond)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// htLog is a goroutine-safe buffer.
+type htLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *htLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *htLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// htFreeAddr picks a free loopback port.
+func htFreeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type htServer struct {
+	url    string
+	data   string
+	access *htLog
+}
+
+// startHTTPComponent runs the http component in process on a free
+// loopback port until the test ends.
+func startHTTPComponent(t *testing.T, cfg *config.Serve) *htServer {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.HTTPAddr = htFreeAddr(t)
+	access := &htLog{}
+	env := &serveEnv{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), accessLog: access}
+	ctx, cancel := context.WithCancel(context.Background())
+	run, err := openHTTP(ctx, env)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("http component: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("http component did not stop")
+		}
+	})
+	return &htServer{url: "http://" + cfg.HTTPAddr, data: cfg.DataDir, access: access}
+}
+
+type htResult struct {
+	out  string
+	code int
+}
+
+// htRun runs a stock client with a deadline in a clean environment (PATH,
+// a private HOME, WGETRC=/dev/null and env).
+func htRun(t *testing.T, dir string, env []string, name string, args ...string) htResult {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s not installed", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "WGETRC=/dev/null"}, env...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v timed out:\n%s", name, args, buf.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("%s: %v", name, err)
+	}
+	code := 0
+	if ee != nil {
+		code = ee.ExitCode()
+	}
+	return htResult{buf.String(), code}
+}
+
+func htData(n int, seed byte) []byte {
+	b := make([]byte, n)
+	x := uint32(seed)*7919 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+func htHashDir(name string) string {
+	s := blake2b.Sum512([]byte(name))
+	return fmt.Sprintf("%02x", s[0])
+}
+
+func htReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The classic setup: http_proxy plus http-replicator's RESUMECOMMAND and
+// Portage's FETCHCOMMAND, against the real cache; the second client is
+// served from the cache without asking upstream.
+func TestHTTPProxyClassicClients(t *testing.T) {
+	up := newHTUpstream(t)
+	data := htData(700_000, 1)
+	up.put("/distfiles/foo-1.2.tar.xz", data)
+	up.put("/robots.txt", []byte("User-agent: *\n"))
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.ts.URL}})
+	dir := t.TempDir()
+	env := []string{"http_proxy=" + srv.url}
+
+	r := htRun(t, dir, env, "wget", "--no-config", "-t", "5", "--passive-ftp", up.ts.URL+"/distfiles/foo-1.2.tar.xz", "-O", "a")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "a")), data) {
+		t.Fatalf("classic wget: %d\n%s", r.code, r.out)
+	}
+	r = htRun(t, dir, env, "wget", "--no-config", "-t", "3", "-T", "60", "--passive-ftp", "-O", "b", "http://distfiles.example.org/distfiles/"+htHashDir("foo-1.2.tar.xz")+"/foo-1.2.tar.xz")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "b")), data) {
+		t.Fatalf("portage wget: %d\n%s", r.code, r.out)
+	}
+	// Resume of a partial file (Portage's RESUMECOMMAND).
+	os.WriteFile(filepath.Join(dir, "c"), data[:400_000], 0o644)
+	r = htRun(t, dir, env, "wget", "--no-config", "-c", "-t", "3", "-T", "60", "--passive-ftp", "-O", "c", up.ts.URL+"/distfiles/foo-1.2.tar.xz")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "c")), data) {
+		t.Fatalf("wget -c: %d\n%s", r.code, r.out)
+	}
+	if n := up.count("/distfiles/foo-1.2.tar.xz"); n != 1 {
+		t.Fatalf("upstream GETs of the distfile = %d, want 1", n)
+	}
+	if got := htReadFile(t, filepath.Join(srv.data, distcache.DistfilesPrefix, "foo-1.2.tar.xz")); !bytes.Equal(got, data) {
+		t.Fatal("cached file differs")
+	}
+	// A non-distfile URL through the proxy (the upstream host is a mirror,
+	// so it is allowed).
+	r = htRun(t, dir, env, "curl", "-sSf", "-o", "robots", up.ts.URL+"/robots.txt")
+	if r.code != 0 || string(htReadFile(t, filepath.Join(dir, "robots"))) != "User-agent: *\n" {
+		t.Fatalf("proxied URL: %d\n%s", r.code, r.out)
+	}
+	log := srv.access.String()
+	for _, want := range []string{" MISS ", " HIT "} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("access log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// Mirror mode (GENTOO_MIRRORS): layout.conf, hashed and flat paths with
+// curl and wget, a real 404 for a name no mirror has.
+func TestHTTPMirrorMode(t *testing.T) {
+	up := newHTUpstream(t)
+	data := htData(90_000, 2)
+	up.put("/distfiles/bar-3.zip", data)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.ts.URL}})
+	dir := t.TempDir()
+	r := htRun(t, dir, nil, "curl", "-sSf", "-o", "layout.conf", srv.url+"/distfiles/layout.conf")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "layout.conf")), gentoo.ServedLayoutConf()) {
+		t.Fatalf("layout.conf: %d %s", r.code, r.out)
+	}
+	r = htRun(t, dir, nil, "curl", "-sSf", "-o", "h", srv.url+"/distfiles/"+htHashDir("bar-3.zip")+"/bar-3.zip")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "h")), data) {
+		t.Fatalf("hashed: %d %s", r.code, r.out)
+	}
+	r = htRun(t, dir, nil, "wget", "--no-config", "-O", "f", srv.url+"/distfiles/bar-3.zip")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "f")), data) {
+		t.Fatalf("flat: %d %s", r.code, r.out)
+	}
+	r = htRun(t, dir, nil, "curl", "-sS", "-o", "nf", "-w", "%{http_code}", srv.url+"/distfiles/nowhere-1.0.tar.gz")
+	if strings.TrimSpace(r.out) != "404" || !strings.Contains(string(htReadFile(t, filepath.Join(dir, "nf"))), "not found") {
+		t.Fatalf("missing name: %q %q", r.out, htReadFile(t, filepath.Join(dir, "nf")))
+	}
+	r = htRun(t, dir, nil, "wget", "--no-config", "-O", "nf2", srv.url+"/distfiles/nowhere-1.0.tar.gz")
+	if r.code != 8 {
+		t.Fatalf("wget of a missing name: exit %d, want 8 (server error response)\n%s", r.code, r.out)
+	}
+}
+
+// Twenty clients of one uncached, slow file: one upstream request, the
+// same bytes for everyone.
+func TestHTTPParallelClientsOneDownload(t *testing.T) {
+	up := newHTUpstream(t)
+	data := htData(1_500_000, 3)
+	up.put("/distfiles/big-1.0.tar.gz", data)
+	up.slow.Store(true)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.ts.URL}})
+	dir := t.TempDir()
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]htResult, n)
+	for i := range n {
+		wg.Go(func() {
+			path := "/distfiles/big-1.0.tar.gz"
+			if i%2 == 1 {
+				path = "/distfiles/" + htHashDir("big-1.0.tar.gz") + "/big-1.0.tar.gz"
+			}
+			results[i] = htRun(t, dir, nil, "wget", "--no-config", "-t", "1", "-O", fmt.Sprintf("out%d", i), srv.url+path)
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("client %d: exit %d\n%s", i, r.code, r.out)
+		}
+		if !bytes.Equal(htReadFile(t, filepath.Join(dir, fmt.Sprintf("out%d", i))), data) {
+			t.Fatalf("client %d: bytes differ", i)
+		}
+	}
+	if c := up.count("/distfiles/big-1.0.tar.gz"); c != 1 {
+		t.Fatalf("upstream GETs = %d, want 1", c)
+	}
+	if !strings.Contains(srv.access.String(), " JOIN ") {
+		t.Fatalf("no client joined the running download:\n%s", srv.access.String())
+	}
+}
+
+// An upstream that breaks every transfer: the clients see a failure,
+// nothing is cached; once upstream is healthy a retry succeeds.
+func TestHTTPUpstreamFailureMidBody(t *testing.T) {
+	up := newHTUpstream(t)
+	data := htData(600_000, 4)
+	up.put("/distfiles/flaky-2.tar.gz", data)
+	up.broken.Store(true)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.ts.URL}})
+	dir := t.TempDir()
+	u := srv.url + "/distfiles/flaky-2.tar.gz"
+	r := htRun(t, dir, nil, "curl", "-sS", "-o", "c", u)
+	if r.code == 0 {
+		t.Fatalf("curl succeeded on a broken upstream")
+	}
+	r = htRun(t, dir, nil, "wget", "--no-config", "-t", "1", "-O", "w", u)
+	if r.code == 0 {
+		t.Fatalf("wget succeeded on a broken upstream:\n%s", r.out)
+	}
+	if _, err := os.Stat(filepath.Join(srv.data, "distfiles", "flaky-2.tar.gz")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a broken download was cached: %v", err)
+	}
+	up.broken.Store(false)
+	r = htRun(t, dir, nil, "wget", "--no-config", "-c", "-t", "1", "-O", "w", u)
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "w")), data) {
+		t.Fatalf("retry: %d\n%s", r.code, r.out)
+	}
+	if got := htReadFile(t, filepath.Join(srv.data, "distfiles", "flaky-2.tar.gz")); !bytes.Equal(got, data) {
+		t.Fatal("cached file differs")
+	}
+}
+
+// No open proxy, with the real upstream client: the allowed upstream is
+// reachable, another loopback port (a live server) and private or
+// link-local destinations are refused and never contacted.
+func TestHTTPNoOpenProxy(t *testing.T) {
+	up := newHTUpstream(t)
+	up.put("/ok.txt", []byte("ok"))
+	victim := newHTUpstream(t)
+	victim.put("/secret", []byte("secret"))
+	srv := startHTTPComponent(t, &config.Serve{
+		Mirrors:         []string{"http://127.0.0.1:1/"}, // nothing listens there
+		ProxyAllowHosts: []string{strings.TrimPrefix(up.ts.URL, "http://")},
+	})
+	dir := t.TempDir()
+	code := func(target string, extra ...string) (string, string) {
+		out := filepath.Join(dir, "body")
+		os.Remove(out)
+		args := append([]string{"-sS", "-o", out, "-w", "%{http_code}", "-x", srv.url}, extra...)
+		r := htRun(t, dir, nil, "curl", append(args, target)...)
+		b, _ := os.ReadFile(out)
+		return strings.TrimSpace(r.out), string(b)
+	}
+	if c, b := code(up.ts.URL + "/ok.txt"); c != "200" || b != "ok" {
+		t.Fatalf("allowed host: %s %q", c, b)
+	}
+	_, vport, _ := net.SplitHostPort(strings.TrimPrefix(victim.ts.URL, "http://"))
+	for _, target := range []string{
+		victim.ts.URL + "/secret",
+		"http://localhost:" + vport + "/secret",
+		"http://[::1]:" + vport + "/secret",
+		"http://10.0.0.1/secret",
+		"http://169.254.169.254/latest/meta-data/",
+	} {
+		if c, b := code(target); c != "403" || strings.Contains(b, "secret\n") || b == "secret" {
+			t.Fatalf("%s: %s %q", target, c, b)
+		}
+	}
+	if n := victim.count("/secret"); n != 0 {
+		t.Fatalf("the refused destination was contacted %d times", n)
+	}
+	// CONNECT is refused.
+	r := htRun(t, dir, nil, "curl", "-sS", "-v", "-p", "-x", srv.url, "https://"+strings.TrimPrefix(up.ts.URL, "http://")+"/")
+	if r.code == 0 || !strings.Contains(r.out, "405") {
+		t.Fatalf("CONNECT: %d %s", r.code, r.out)
+	}
+}
+
+// A client outside --allow gets 403 on every endpoint.
+func TestHTTPAllowList(t *testing.T) {
+	srv := startHTTPComponent(t, &config.Serve{Allow: []string{"127.0.0.1/32"}, Mirrors: []string{"http://127.0.0.1:1/"}})
+	dir := t.TempDir()
+	for _, p := range []string{"/", "/metrics", "/distfiles/layout.conf", "/distfiles/x.tar.gz"} {
+		r := htRun(t, dir, nil, "curl", "-sS", "--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}", srv.url+p)
+		if strings.TrimSpace(r.out) != "403" {
+			t.Fatalf("%s from 127.0.0.2: %q", p, r.out)
+		}
+	}
+	r := htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", srv.url+"/distfiles/layout.conf")
+	if strings.TrimSpace(r.out) != "200" {
+		t.Fatalf("from 127.0.0.1: %q", r.out)
+	}
+	if !strings.Contains(srv.access.String(), "127.0.0.2:") {
+		t.Fatalf("no log line for the refused client:\n%s", srv.access.String())
+	}
+}
