@@ -1,0 +1,365 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/binpkg"
+)
+
+// runLanmirror runs the command line in-process and returns its output.
+func runLanmirror(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+var blockHeader = regexp.MustCompile(`^# ---- (/\S+)( \(add these lines\))? ----$`)
+
+// splitBlocks splits client-config's text output by file header.
+func splitBlocks(t *testing.T, out string) map[string]string {
+	t.Helper()
+	blocks := map[string]string{}
+	cur := ""
+	for _, l := range strings.Split(out, "\n") {
+		if m := blockHeader.FindStringSubmatch(l); m != nil {
+			cur = m[1]
+			if _, dup := blocks[cur]; dup {
+				t.Fatalf("two blocks for %s", cur)
+			}
+			blocks[cur] = ""
+			continue
+		}
+		if cur != "" {
+			blocks[cur] += l + "\n"
+		}
+	}
+	for f, b := range blocks {
+		blocks[f] = strings.TrimRight(b, "\n") + "\n"
+	}
+	return blocks
+}
+
+// parseINI is a small INI parser as Portage's configparser reads
+// repos.conf and binrepos.conf: [section], "key = value", # comments.
+func parseINI(t *testing.T, text string) map[string]map[string]string {
+	t.Helper()
+	ini := map[string]map[string]string{}
+	var sec map[string]string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case l == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, ";"):
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			name := l[1 : len(l)-1]
+			if ini[name] != nil {
+				t.Fatalf("duplicate section [%s]", name)
+			}
+			sec = map[string]string{}
+			ini[name] = sec
+		default:
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || sec == nil {
+				t.Fatalf("INI line %q outside a section or without '='", l)
+			}
+			sec[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return ini
+}
+
+func bash(t *testing.T, script string, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash %q: %v\n%s", script, err, out)
+	}
+	return string(out)
+}
+
+// makeConfVars checks the make.conf lines with bash -n, sources them and
+// returns the variables they set.
+func makeConfVars(t *testing.T, text string) map[string]string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "make.conf")
+	os.WriteFile(f, []byte(text), 0o644)
+	bash(t, `bash -n "`+f+`"`)
+	vars := map[string]string{}
+	for _, l := range strings.Split(text, "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, _, ok := strings.Cut(l, "=")
+		if !ok || !regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`).MatchString(k) {
+			t.Fatalf("make.conf line %q is not KEY=value", l)
+		}
+		out := bash(t, `set -u; . "`+f+`"; printf '%s' "$`+k+`"`)
+		vars[k] = out
+	}
+	return vars
+}
+
+// recorder is a stand-in for lanmirror's fetch-through route: it records
+// each request and answers with fixed bytes (honouring Range).
+type recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+	body []byte
+}
+
+func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.mu.Lock()
+	rc.reqs = append(rc.reqs, r.Clone(context.Background()))
+	rc.mu.Unlock()
+	http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(rc.body))
+}
+
+func (rc *recorder) last(t *testing.T) *http.Request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.reqs) == 0 {
+		t.Fatal("no request reached the server")
+	}
+	return rc.reqs[len(rc.reqs)-1]
+}
+
+// portageRun runs a FETCHCOMMAND/RESUMECOMMAND value the way Portage does:
+// split into words, ${DISTDIR}, ${FILE} and ${URI} substituted in each word,
+// executed without a shell. eval "set -- ..." in bash performs the same
+// word split and substitution for these quoted words.
+func portageRun(t *testing.T, fcmd, distdir, file, uri string) {
+	t.Helper()
+	bash(t, `eval "set -- $FCMD"; exec "$@" -q`,
+		"FCMD="+fcmd, "DISTDIR="+distdir, "FILE="+file, "URI="+uri, "no_proxy=*", "http_proxy=")
+}
+
+func TestClientConfigAgainstServer(t *testing.T) {
+	for _, tool := range []string{"bash", "wget", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	// A server with the binary package handler at /binpkgs/ and a recorder
+	// at /fetch/, on loopback.
+	pkgdir := t.TempDir()
+	pkg := []byte("a binary package's bytes, served as is")
+	os.MkdirAll(filepath.Join(pkgdir, "app-misc"), 0o755)
+	os.WriteFile(filepath.Join(pkgdir, "app-misc", "hello-1.tbz2"), pkg, 0o644)
+	bh, err := binpkg.NewHandler(pkgdir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{body: bytes.Repeat([]byte("distfile "), 4000)}
+	mux := http.NewServeMux()
+	mux.Handle("/binpkgs/", http.StripPrefix("/binpkgs", bh))
+	mux.Handle("/fetch/", rec)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	_, portStr, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
+	base := "http://127.0.0.1:" + portStr
+
+	tree := t.TempDir()
+	out, err := runLanmirror(t, "client-config", "--server", "127.0.0.1",
+		"--http", "127.0.0.1:"+portStr, "--rsync", ":10873", "--tree", tree, "--binpkgs", pkgdir)
+	if err != nil {
+		t.Fatalf("client-config: %v\n%s", err, out)
+	}
+	blocks := splitBlocks(t, out)
+	for _, f := range []string{"/etc/portage/repos.conf/gentoo.conf", "/etc/portage/make.conf", "/etc/portage/mirrors", "/etc/portage/binrepos.conf/lanmirror.conf"} {
+		if _, ok := blocks[f]; !ok {
+			t.Fatalf("no block for %s in:\n%s", f, out)
+		}
+	}
+
+	// repos.conf: the served module (--tree is served as gentoo-portage).
+	repos := parseINI(t, blocks["/etc/portage/repos.conf/gentoo.conf"])
+	want := map[string]string{"location": "/var/db/repos/gentoo", "sync-type": "rsync", "sync-uri": "rsync://127.0.0.1:10873/gentoo-portage", "auto-sync": "yes"}
+	for k, v := range want {
+		if repos["gentoo"][k] != v {
+			t.Errorf("repos.conf %s = %q, want %q", k, repos["gentoo"][k], v)
+		}
+	}
+
+	// make.conf: shell assignments with the server's URL.
+	vars := makeConfVars(t, blocks["/etc/portage/make.conf"])
+	if vars["GENTOO_MIRRORS"] != base {
+		t.Errorf("GENTOO_MIRRORS = %q, want %q", vars["GENTOO_MIRRORS"], base)
+	}
+	if !strings.Contains(blocks["/etc/portage/make.conf"], "#http_proxy=\""+base+"\"") {
+		t.Error("no http_proxy alternative")
+	}
+	// The fetch commands, run as Portage runs them with stock wget, reach
+	// the fetch-through route with the name and the original URI.
+	distdir := t.TempDir()
+	uri := "https://example.org/dl/foo-1.0.tar.gz?a=1&b=x;y"
+	portageRun(t, vars["FETCHCOMMAND"], distdir, "foo-1.0.tar.gz", uri)
+	r := rec.last(t)
+	if r.URL.Path != "/fetch/foo-1.0.tar.gz" {
+		t.Errorf("fetch path %q", r.URL.Path)
+	}
+	if r.URL.RawQuery != "uri="+uri {
+		t.Errorf("fetch query %q, want uri=%s", r.URL.RawQuery, uri)
+	}
+	if got, _ := os.ReadFile(filepath.Join(distdir, "foo-1.0.tar.gz")); !bytes.Equal(got, rec.body) {
+		t.Error("FETCHCOMMAND did not write the file")
+	}
+	os.WriteFile(filepath.Join(distdir, "bar.tar.gz"), rec.body[:1000], 0o644)
+	portageRun(t, vars["RESUMECOMMAND"], distdir, "bar.tar.gz", "http://example.org/bar.tar.gz")
+	if r := rec.last(t); r.URL.Path != "/fetch/bar.tar.gz" || r.Header.Get("Range") != "bytes=1000-" {
+		t.Errorf("RESUMECOMMAND: %s Range %q", r.URL, r.Header.Get("Range"))
+	}
+	if got, _ := os.ReadFile(filepath.Join(distdir, "bar.tar.gz")); !bytes.Equal(got, rec.body) {
+		t.Error("RESUMECOMMAND did not complete the file")
+	}
+
+	// mirrors: the local entry.
+	if !strings.Contains(blocks["/etc/portage/mirrors"], "\nlocal "+base+"\n") {
+		t.Errorf("mirrors block:\n%s", blocks["/etc/portage/mirrors"])
+	}
+
+	// binrepos.conf: the sync-uri serves Packages, and the repo's own fetch
+	// command fetches a package by its PATH.
+	bin := parseINI(t, blocks["/etc/portage/binrepos.conf/lanmirror.conf"])["lanmirror"]
+	if bin["sync-uri"] != base+"/binpkgs" {
+		t.Fatalf("binrepos sync-uri %q", bin["sync-uri"])
+	}
+	resp, err := http.Get(bin["sync-uri"] + "/Packages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := new(bytes.Buffer)
+	idx.ReadFrom(resp.Body)
+	resp.Body.Close()
+	// (hello-1.tbz2 has no xpak metadata, so the index lists no package.)
+	if resp.StatusCode != 200 || !strings.HasPrefix(idx.String(), "PACKAGES: 0\nTIMESTAMP: ") || !strings.Contains(idx.String(), "\nVERSION: 0\n") {
+		t.Errorf("Packages at the sync-uri: %d\n%s", resp.StatusCode, idx)
+	}
+	portageRun(t, bin["fetchcommand"], distdir, "hello-1.tbz2", bin["sync-uri"]+"/app-misc/hello-1.tbz2")
+	if got, _ := os.ReadFile(filepath.Join(distdir, "hello-1.tbz2")); !bytes.Equal(got, pkg) {
+		t.Error("binrepos fetchcommand did not fetch the package")
+	}
+
+	// --format=sh writes the same blocks below PORTAGE_CONFIGROOT; run twice,
+	// nothing is duplicated.
+	sh, err := runLanmirror(t, "client-config", "--server", "127.0.0.1", "--format", "sh",
+		"--http", "127.0.0.1:"+portStr, "--rsync", ":10873", "--tree", tree, "--binpkgs", pkgdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "setup.sh")
+	os.WriteFile(script, []byte(sh), 0o755)
+	cfgroot := t.TempDir()
+	bash(t, `sh -n "`+script+`"`)
+	for range 2 {
+		bash(t, `sh "`+script+`"`, "PORTAGE_CONFIGROOT="+cfgroot)
+	}
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(cfgroot, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read("etc/portage/repos.conf/gentoo.conf"); got != blocks["/etc/portage/repos.conf/gentoo.conf"] {
+		t.Errorf("script's gentoo.conf:\n%s\nwant\n%s", got, blocks["/etc/portage/repos.conf/gentoo.conf"])
+	}
+	if got := read("etc/portage/binrepos.conf/lanmirror.conf"); got != blocks["/etc/portage/binrepos.conf/lanmirror.conf"] {
+		t.Errorf("script's lanmirror.conf:\n%s", got)
+	}
+	if got := read("etc/portage/mirrors"); got != "local "+base+"\n" {
+		t.Errorf("script's mirrors:\n%q", got)
+	}
+	mc := read("etc/portage/make.conf")
+	if strings.Count(mc, "GENTOO_MIRRORS=") != 2 || !strings.HasPrefix(mc, blocks["/etc/portage/make.conf"]) {
+		t.Errorf("script's make.conf:\n%s", mc)
+	}
+	if v := makeConfVars(t, mc); v["FETCHCOMMAND"] != vars["FETCHCOMMAND"] {
+		t.Errorf("script's FETCHCOMMAND %q", v["FETCHCOMMAND"])
+	}
+}
+
+func TestClientConfigSettings(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "rsyncd.conf")
+	os.WriteFile(conf, []byte("port = 10873\nuse chroot = yes\nread only = yes\n[niden-gentoo-portage]\npath = "+dir+"\nexclude = /distfiles /packages\n"), 0o644)
+
+	cases := []struct {
+		args    []string
+		has     []string
+		hasNot  []string
+		wantErr string
+	}{
+		{args: []string{"--rsyncd-conf", conf},
+			has:    []string{"sync-uri = rsync://ws1:10873/niden-gentoo-portage\n", `GENTOO_MIRRORS="http://ws1:8080"`},
+			hasNot: []string{"binrepos.conf"}},
+		{args: []string{"--rsyncd-conf", conf, "--rsync", "0.0.0.0:873"},
+			has: []string{"sync-uri = rsync://ws1/niden-gentoo-portage\n"}},
+		{args: []string{"--rsync-module", "a=" + dir, "--rsync-module", "b=" + dir, "--module", "b", "--http", ":80"},
+			has: []string{"sync-uri = rsync://ws1/b\n", `GENTOO_MIRRORS="http://ws1"`, "local http://ws1\n"}},
+		{args: []string{"--rsync-module", "a=/x", "--rsync-module", "b=/y"}, wantErr: "--module"},
+		{args: []string{"--rsync-module", "a=/x", "--module", "c"}, wantErr: "no such rsync module"},
+		{args: []string{"--http", "", "--rsync-module", "g=/x"},
+			has:    []string{"sync-uri = rsync://ws1/g\n", "HTTP side is off"},
+			hasNot: []string{"make.conf", "mirrors", "binrepos"}},
+		{args: []string{"--rsync", "", "--binhost-upstream", "https://binhost.example/amd64"},
+			has:    []string{"does not serve the Gentoo tree", "sync-uri = http://ws1:8080/binpkgs\n"},
+			hasNot: []string{"/etc/portage/repos.conf", "verify-signature"}},
+		{args: []string{"--format", "xml"}, wantErr: "--format"},
+		{args: []string{"--http", "nonsense"}, wantErr: "--http"},
+	}
+	for _, c := range cases {
+		args := append([]string{"client-config", "--server", "ws1"}, c.args...)
+		out, err := runLanmirror(t, args...)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%v: err = %v, want %q", c.args, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", c.args, err)
+			continue
+		}
+		for _, s := range c.has {
+			if !strings.Contains(out, s) {
+				t.Errorf("%v: output lacks %q:\n%s", c.args, s, out)
+			}
+		}
+		for _, s := range c.hasNot {
+			if strings.Contains(out, s) {
+				t.Errorf("%v: output has %q:\n%s", c.args, s, out)
+			}
+		}
+	}
+	if _, err := runLanmirror(t, "client-config"); err == nil || !strings.Contains(err.Error(), "--server") {
+		t.Errorf("no --server: %v", err)
+	}
+	out, err := runLanmirror(t, "client-config", "--server", "fd00::1", "--rsync-module", "g=/x", "--rsync", "[::]:8873")
+	if err != nil || !strings.Contains(out, "rsync://[fd00::1]:8873/g\n") || !strings.Contains(out, "http://[fd00::1]:8080") {
+		t.Errorf("IPv6 server: %v\n%s", err, out)
+	}
+	if _, err := runLanmirror(t, "client-config", "--server", "http://ws1/"); err == nil {
+		t.Error("a URL accepted as --server")
+	}
+}
