@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
@@ -156,7 +157,7 @@ func runImport(ctx context.Context, o importOptions, distdir string, out, errw i
 	}
 	defer st.Close()
 
-	bar := newProgress(errw, total, "verifying")
+	bar := newProgress(errw, total, "verifying", true)
 	im := &importer{o: o, st: st, idx: idx, dir: distdir}
 	var mu sync.Mutex
 	var lines []importLine
@@ -303,21 +304,26 @@ func (im *importer) done(oc importOutcome, src, detail string) (importOutcome, s
 // progress is a byte progress bar on a terminal, nothing otherwise.
 type progress struct{ bar *progressbar.ProgressBar }
 
-// newProgress shows a bar on w only when w is a terminal.
-func newProgress(w io.Writer, total int64, desc string) *progress {
+// newProgress shows a bar on w only when w is a terminal; total counts
+// bytes when bytes is set, else items.
+func newProgress(w io.Writer, total int64, desc string, bytes bool) *progress {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return &progress{}
 	}
-	return &progress{bar: progressbar.NewOptions64(total,
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionUseIECUnits(true),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100e6),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionClearOnFinish(),
-	)}
+	}
+	if bytes {
+		opts = append(opts, progressbar.OptionShowBytes(true), progressbar.OptionUseIECUnits(true))
+	} else {
+		opts = append(opts, progressbar.OptionShowCount())
+	}
+	return &progress{bar: progressbar.NewOptions64(total, opts...)}
 }
 
 func (p *progress) add(n int64) {
