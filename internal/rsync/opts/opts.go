@@ -107,6 +107,12 @@ func Parse(args []string) (*Options, error) {
 			o.SafeLinks = true
 		case a == "--numeric-ids":
 			o.NumericIDs = true
+		case a == "--old-compress": // --compress-choice=zlib, as clients send it
+			o.Compress, o.CompressChoice = true, "zlib"
+		case a == "--new-compress": // --compress-choice=zlibx
+			o.Compress, o.CompressChoice = true, "zlibx"
+		case a == "--no-compress", a == "--no-z":
+			o.Compress, o.CompressChoice = false, ""
 		case ignoredLong[a]:
 		case strings.HasPrefix(a, "--"):
 			name, val, ok := strings.Cut(a, "=")

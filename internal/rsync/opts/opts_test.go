@@ -80,3 +80,29 @@ func FuzzParse(f *testing.F) {
 		_, _ = Parse(strings.Split(s, " "))
 	})
 }
+
+// TestCompressionArgs covers the forms a stock client uses to name a
+// compressor: -z, --old-compress (zlib), --new-compress (zlibx, also
+// from -zz), --compress-choice and --no-compress.
+func TestCompressionArgs(t *testing.T) {
+	cases := []struct {
+		args   string
+		on     bool
+		choice string
+	}{
+		{"--server --sender -rz . m/", true, ""},
+		{"--server --sender -r --old-compress . m/", true, "zlib"},
+		{"--server --sender -r --new-compress . m/", true, "zlibx"},
+		{"--server --sender -r --compress-choice=zstd . m/", true, "zstd"},
+		{"--server --sender -rz --no-compress . m/", false, ""},
+	}
+	for _, c := range cases {
+		o, err := Parse(strings.Fields(c.args))
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if o.Compress != c.on || o.CompressChoice != c.choice {
+			t.Errorf("%q: compress %v %q, want %v %q", c.args, o.Compress, o.CompressChoice, c.on, c.choice)
+		}
+	}
+}

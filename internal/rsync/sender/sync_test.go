@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,7 +291,7 @@ func TestCompressNegotiation(t *testing.T) {
 	src := t.TempDir()
 	makeTree(t, src, 30)
 	srv := startServer(t, src, true)
-	zlibOK := ourCompressions()[0] == "zlib"
+	zlibOK := slices.Contains(ourCompressions(), "zlib")
 	for _, proto := range []string{"27", "29", "30", "31"} {
 		t.Run("p"+proto, func(t *testing.T) {
 			dst := t.TempDir()
@@ -312,5 +313,39 @@ func TestCompressNegotiation(t *testing.T) {
 			}
 			compareTrees(t, src, dst, proto == "31", portageSkip...)
 		})
+	}
+}
+
+// TestCompressChoicesDelta forces each compressor with a delta re-sync,
+// so that matched blocks enter (or, for zlibx, stay out of) the
+// compression history as the stock receiver expects.
+func TestCompressChoicesDelta(t *testing.T) {
+	for _, c := range ourCompressions() {
+		if c == "none" {
+			t.Skip("no compressor implemented")
+		}
+		for _, proto := range []string{"29", "31"} {
+			if c != "zlib" && proto < "30" {
+				continue
+			}
+			t.Run(c+"-p"+proto, func(t *testing.T) {
+				src := t.TempDir()
+				makeTree(t, src, 20)
+				srv := startServer(t, src, true)
+				dst := t.TempDir()
+				o := []string{"-rlptz", "--no-whole-file", "--stats", "--delete", "--protocol=" + proto}
+				if proto >= "30" {
+					o = append(o, "--compress-choice="+c)
+				}
+				syncOnce(t, srv, dst, o...)
+				modifyTree(t, src)
+				srv.lists.Invalidate()
+				out := syncOnce(t, srv, dst, o...)
+				compareTrees(t, src, dst, proto == "31")
+				if strings.Contains(out, "Matched data: 0 bytes") {
+					t.Errorf("no delta with %s:\n%s", c, out)
+				}
+			})
+		}
 	}
 }

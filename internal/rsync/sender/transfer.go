@@ -207,10 +207,16 @@ func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h su
 			return err
 		}
 	}
-	tw, err := token.NewWriter(s.out, s.compress, s.o.CompressLvl)
-	if err != nil {
-		return fmt.Errorf("token writer: %w", err)
+	if s.tw == nil {
+		// One token writer serves the whole session: compressed streams
+		// keep state from file to file as the receiver does.
+		tw, err := token.NewWriterProtocol(s.out, s.compress, s.o.CompressLvl, s.cfg.Protocol)
+		if err != nil {
+			return fmt.Errorf("token writer: %w", err)
+		}
+		s.tw = tw
 	}
+	tw := s.tw
 	fsum := s.strong.NewFile()
 	ms, err := matchFile(fh, h, sums, s.strong, tw, fsum, inplace)
 	s.st.Literal += ms.Literal
