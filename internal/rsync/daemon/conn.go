@@ -31,9 +31,7 @@ func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // greetingDigests are the digest names announced in our greeting: the
 // strong checksums the sender implements.
-func greetingDigests() []string {
-	return []string{string(checksum.MD5), string(checksum.MD4)}
-}
+func greetingDigests() []string { return checksum.Names() }
 
 // serveConn runs the daemon protocol on one connection: ctx ends the
 // handshake, sessCtx the session.
@@ -189,7 +187,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 	handshakeDone = true
 	stopHS()
 	_ = conn.SetDeadline(time.Time{})
-	log.Info("rsync session start", "paths", strings.Join(o.Paths, " "), "args", strings.Join(args, " "))
+	log.Debug("rsync session start", "paths", strings.Join(o.Paths, " "), "args", strings.Join(args, " "))
 	st, err := s.session(sessCtx, &bufConn{Conn: conn, r: br}, sender.Config{
 		Protocol:   proto,
 		Args:       args,
@@ -199,6 +197,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		Timeout:    m.cfg.Timeout,
 		Logger:     s.log,
 		ClientInfo: remote,
+		Lists:      tr.lists,
 	})
 	metrics.RsyncBytes.Add(float64(st.TotalWritten))
 	result := "ok"

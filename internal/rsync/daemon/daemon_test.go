@@ -347,3 +347,186 @@ func TestSessionConfigFromModule(t *testing.T) {
 		t.Fatal("session not started")
 	}
 }
+
+// compareTrees checks that dst holds exactly the regular files, dirs and
+// symlinks of src (minus skip), with equal contents, modes and mtimes.
+func compareTrees(t *testing.T, src, dst string, skip func(rel string) bool) {
+	t.Helper()
+	seen := map[string]bool{}
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel != "." && skip != nil && skip(filepath.ToSlash(rel)) {
+			if fi.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		seen[rel] = true
+		di, err := os.Lstat(filepath.Join(dst, rel))
+		if err != nil {
+			t.Errorf("missing in destination: %s", rel)
+			return nil
+		}
+		if di.Mode() != fi.Mode() {
+			t.Errorf("%s: mode %v, want %v", rel, di.Mode(), fi.Mode())
+		}
+		switch {
+		case fi.Mode().IsRegular():
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(filepath.Join(dst, rel))
+			if string(a) != string(b) {
+				t.Errorf("%s: content differs", rel)
+			}
+			if !di.ModTime().Equal(fi.ModTime().Truncate(time.Second)) && !di.ModTime().Equal(fi.ModTime()) {
+				t.Errorf("%s: mtime %v, want %v", rel, di.ModTime(), fi.ModTime())
+			}
+		case fi.Mode()&os.ModeSymlink != 0:
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(filepath.Join(dst, rel))
+			if a != b {
+				t.Errorf("%s: link %q, want %q", rel, b, a)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dst, p)
+		if !seen[rel] {
+			t.Errorf("unexpected in destination: %s", rel)
+		}
+		return nil
+	})
+}
+
+// portageTree builds a small ebuild-tree-like module with the paths
+// Portage excludes.
+func portageTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "metadata/timestamp.chk", "Tue, 24 Nov 2026 18:00:00 +0000\n")
+	writeFile(t, dir, "app-misc/hello/hello-1.ebuild", "EAPI=8\n")
+	writeFile(t, dir, "app-misc/hello/Manifest", "DIST hello-1.tar.gz 5 BLAKE2B 00 SHA512 00\n")
+	writeFile(t, dir, "app-misc/with space/ünïcode file", "utf-8 name\n")
+	writeFile(t, dir, "distfiles/hello-1.tar.gz", "SECRET distfile\n")
+	writeFile(t, dir, "packages/All/x.gpkg.tar", "binpkg\n")
+	writeFile(t, dir, "empty", "")
+	if err := os.Symlink("app-misc/hello", filepath.Join(dir, "hello-link")); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			_ = os.Chtimes(p, mt, mt)
+		}
+		return err
+	})
+	return dir
+}
+
+func excludedTop(rel string) bool {
+	return rel == "distfiles" || strings.HasPrefix(rel, "distfiles/") || rel == "packages" || strings.HasPrefix(rel, "packages/")
+}
+
+func TestExcludedPathsInvisible(t *testing.T) {
+	dir := portageTree(t)
+	m := mod("gentoo-portage", dir)
+	m.Exclude = []string{"/distfiles", "/packages"}
+	ts := startServer(t, Config{Modules: []config.Module{m}})
+	url := "rsync://127.0.0.1:" + ts.port + "/gentoo-portage/"
+
+	// A full mirror with no client excludes lacks the excluded trees.
+	for _, p := range []string{"--protocol=27", "--protocol=31"} {
+		dst := t.TempDir()
+		res := runRsync(t, rsyncTimeout, p, "-a", url, dst+"/")
+		if res.err != nil {
+			t.Fatalf("%s: sync failed: %v", p, res.err)
+		}
+		compareTrees(t, dir, dst, excludedTop)
+	}
+	// The listing does not show them.
+	res := runRsync(t, rsyncTimeout, url)
+	if res.err != nil || strings.Contains(res.stdout, "distfiles") || strings.Contains(res.stdout, "packages") ||
+		!strings.Contains(res.stdout, "metadata") {
+		t.Fatalf("listing: %v %q", res.err, res.stdout)
+	}
+	// Asking for them directly gets nothing.
+	for _, path := range []string{"distfiles/hello-1.tar.gz", "distfiles/", "distfiles", "packages/All/x.gpkg.tar", "./distfiles/hello-1.tar.gz", "app-misc/../distfiles/hello-1.tar.gz"} {
+		dst := t.TempDir()
+		res := runRsync(t, rsyncTimeout, "-r", url+path, dst+"/")
+		if res.err == nil {
+			t.Errorf("%s: fetch of an excluded path succeeded", path)
+		}
+		entries, _ := os.ReadDir(dst)
+		for _, e := range entries {
+			t.Errorf("%s: excluded content fetched: %s", path, e.Name())
+		}
+	}
+}
+
+func TestTransferWithPortageOptionsAndProbe(t *testing.T) {
+	dir := portageTree(t)
+	m := mod("gentoo-portage", dir)
+	m.Exclude = []string{"/distfiles", "/packages"}
+	m.Comment = "Gentoo"
+	ts := startServer(t, Config{Modules: []config.Module{m}})
+	url := "rsync://127.0.0.1:" + ts.port + "/gentoo-portage/"
+	portage := []string{"--recursive", "--links", "--safe-links", "--perms", "--times", "--omit-dir-times",
+		"--force", "--whole-file", "--delete", "--stats", "--human-readable", "--timeout=180",
+		"--exclude=/distfiles", "--exclude=/local", "--exclude=/packages", "--exclude=/.git"}
+	// The timestamp probe emerge --sync runs first.
+	probe := t.TempDir()
+	res := runRsync(t, rsyncTimeout, append(append([]string{}, portage...), "--inplace", url+"metadata/timestamp.chk", probe+"/")...)
+	if res.err != nil {
+		t.Fatalf("probe: %v", res.err)
+	}
+	if b, err := os.ReadFile(filepath.Join(probe, "timestamp.chk")); err != nil || !strings.HasPrefix(string(b), "Tue, 24 Nov 2026") {
+		t.Fatalf("probe result: %q %v", b, err)
+	}
+	dst := t.TempDir()
+	res = runRsync(t, rsyncTimeout, append(append([]string{}, portage...), url, dst+"/")...)
+	if res.err != nil {
+		t.Fatalf("sync: %v", res.err)
+	}
+	compareTrees(t, dir, dst, excludedTop)
+	// A re-sync transfers no file data.
+	res = runRsync(t, rsyncTimeout, append(append([]string{}, portage...), url, dst+"/")...)
+	if res.err != nil || !strings.Contains(res.stdout, "Number of regular files transferred: 0") {
+		t.Fatalf("no-op sync: %v %q", res.err, res.stdout)
+	}
+}
+
+func TestHostsDenyServesOthers(t *testing.T) {
+	dir := portageTree(t)
+	m := mod("m", dir)
+	m.HostsDeny = []string{"127.0.0.2"}
+	m.Exclude = []string{"/distfiles", "/packages"}
+	ts := startServer(t, Config{Modules: []config.Module{m}})
+	dst := t.TempDir()
+	res := runRsync(t, rsyncTimeout, "--address=127.0.0.1", "-a", "rsync://127.0.0.1:"+ts.port+"/m/", dst+"/")
+	if res.err != nil {
+		t.Fatalf("allowed client refused: %v", res.err)
+	}
+	compareTrees(t, dir, dst, excludedTop)
+}
+
+func TestFetchPathWithSpaces(t *testing.T) {
+	dir := portageTree(t)
+	ts := startServer(t, Config{Modules: []config.Module{mod("m", dir)}})
+	dst := t.TempDir()
+	res := runRsync(t, rsyncTimeout, "-a", "rsync://127.0.0.1:"+ts.port+"/m/app-misc/with space/ünïcode file", dst+"/")
+	if res.err != nil {
+		t.Fatalf("fetch: %v", res.err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "ünïcode file")); err != nil || string(b) != "utf-8 name\n" {
+		t.Fatalf("got %q %v", b, err)
+	}
+}
