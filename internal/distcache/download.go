@@ -90,7 +90,6 @@ func (d *download) markReady() { d.readyOnce.Do(func() { close(d.ready) }) }
 func (d *download) run() {
 	defer d.c.wg.Done()
 	metrics.ActiveDownloads.Inc()
-	defer metrics.ActiveDownloads.Dec()
 	ctx, cancel := context.WithTimeout(d.c.ctx, d.c.maxDur)
 	defer cancel()
 	start := time.Now()
@@ -108,6 +107,7 @@ func (d *download) run() {
 		d.mu.Unlock()
 	}
 	metrics.UpstreamFetches.WithLabelValues(result).Inc()
+	metrics.ActiveDownloads.Dec()
 
 	// Leave the active set first: from now on a new Get finds the
 	// committed object in the store, or starts afresh after a failure.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/metrics"
 )
 
 // TestCorruptMirrorThenGood: the first mirror has a corrupt copy (right
@@ -60,6 +62,7 @@ func TestCorruptEverywhere(t *testing.T) {
 	b.handle("/distfiles/w.tar", serveBytes(bad, time.Now()))
 	c := newTestCache(t, "", Options{Mirrors: []string{a.url(""), b.url("")},
 		Verifier: mapVerifier{"w.tar": distOf("w.tar", good)}})
+	mismatches := counterValue(metrics.UpstreamFetches.WithLabelValues("digest_mismatch"))
 	body, _, err := c.Distfile(testCtx(t), "w.tar")
 	if err == nil {
 		got, rerr := readAll(t, body, 0)
@@ -82,6 +85,9 @@ func TestCorruptEverywhere(t *testing.T) {
 	}
 	if storedBytes(t, c, "distfiles/w.tar") != nil {
 		t.Fatal("corrupt file kept")
+	}
+	if got := counterValue(metrics.UpstreamFetches.WithLabelValues("digest_mismatch")) - mismatches; got != 1 {
+		t.Errorf("digest_mismatch metric += %v, want 1", got)
 	}
 	partialEmpty(t, c)
 }
