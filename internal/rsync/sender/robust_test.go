@@ -1,0 +1,183 @@
+package sender
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+)
+
+// TestVanishedFile removes a file after the shared list was built: the
+// client is told the file vanished, gets everything else,
+// and the session itself succeeds.
+func TestVanishedFile(t *testing.T) {
+	for _, proto := range []string{"29", "31"} {
+		t.Run("p"+proto, func(t *testing.T) {
+			src := t.TempDir()
+			makeTree(t, src, 20)
+			srv := startServer(t, src, true)
+			srv.lists.Recheck = time.Hour // keep the stale scan
+			syncOnce(t, srv, t.TempDir(), "-rlpt", "--protocol="+proto)
+			if err := os.Remove(filepath.Join(src, "metadata", "timestamp.chk")); err != nil {
+				t.Fatal(err)
+			}
+			dst := t.TempDir()
+			out, err := rsyncCmd(t, "-rlpt", "--protocol="+proto, srv.url(), dst+"/")
+			// From 30 the client learns of it (MSG_NO_SEND, MSG_IO_ERROR)
+			// and exits with 24; below 30 only the warning reaches it.
+			var ee interface{ ExitCode() int }
+			if !strings.Contains(out, "vanished") ||
+				(proto >= "30" && (!errors.As(err, &ee) || ee.ExitCode() != 24)) {
+				t.Fatalf("want a vanished message (and exit 24 from 30), got %v:\n%s", err, out)
+			}
+			if serr := srv.sessionErr(); serr != nil {
+				t.Fatalf("session: %v", serr)
+			}
+			if _, err := os.Stat(filepath.Join(dst, "metadata", "big file.bin")); err != nil {
+				t.Errorf("other files not sent: %v", err)
+			}
+		})
+	}
+}
+
+// TestMissingSourcePath asks for a path that does not exist: the client
+// gets the sender's message and exit code 23; the server stays up.
+func TestMissingSourcePath(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 5)
+	srv := startServer(t, src, true)
+	out, err := rsyncCmd(t, "-rlpt", srv.url()+"no/such/file", t.TempDir()+"/")
+	var ee interface{ ExitCode() int }
+	if !errors.As(err, &ee) || ee.ExitCode() != 23 || !strings.Contains(out, "no/such/file") {
+		t.Fatalf("want exit 23 naming the path, got %v:\n%s", err, out)
+	}
+	srv.sessionErr()
+	dst := t.TempDir()
+	syncOnce(t, srv, dst, "-rlpt")
+	compareTrees(t, src, dst, false)
+}
+
+// TestConcurrentClients runs several clients at once on one shared list.
+func TestConcurrentClients(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 100)
+	srv := startServer(t, src, true)
+	const n = 5
+	dsts := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range dsts {
+		dsts[i] = t.TempDir()
+		wg.Add(1)
+		go func(dst string) {
+			defer wg.Done()
+			out, err := rsyncCmd(t, append(portageOpts, srv.url(), dst+"/")...)
+			if err != nil {
+				errs <- errors.New(err.Error() + "\n" + out)
+			}
+		}(dsts[i])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for range dsts {
+		if err := srv.sessionErr(); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, d := range dsts {
+		compareTrees(t, src, d, true, portageSkip...)
+	}
+}
+
+// runRaw starts Run on one end of a loopback connection and returns the
+// other end and a channel with Run's result.
+func runRaw(t *testing.T, root string, proto int, args []string, timeout time.Duration) (net.Conn, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer r.Close()
+		defer server.Close()
+		_, err := Run(context.Background(), rwConn{bufio.NewReader(server), server}, Config{
+			Protocol: proto, Args: args, Root: r, ModuleName: "mod", Timeout: timeout,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		done <- err
+	}()
+	return client, done
+}
+
+// TestStalledClientTimesOut: a client that stops talking after the setup
+// is dropped once the timeout passes, with a keep-alive sent meanwhile.
+func TestStalledClientTimesOut(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 3)
+	args := []string{"--server", "--sender", "-lr", "--timeout=2", ".", "mod/"}
+	client, done := runRaw(t, src, 29, args, 0)
+	var got bytes.Buffer
+	go io.Copy(&got, client)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("want a timeout error, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stalled session not dropped")
+	}
+	// seed (4 bytes), then at least one empty data frame (keep-alive).
+	if b := got.Bytes(); len(b) < 8 || !bytes.Contains(b[4:], []byte{0, 0, 0, 7}) {
+		t.Errorf("no keep-alive frame in %x", b)
+	}
+}
+
+// TestBadIndexEndsSession sends a file index beyond the list: the
+// session ends with a protocol error instead of hanging or panicking.
+func TestBadIndexEndsSession(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 3)
+	args := []string{"--server", "--sender", "-lr", ".", "mod/"}
+	client, done := runRaw(t, src, 29, args, 5*time.Second)
+	go io.Copy(io.Discard, client)
+	_ = wire.WriteInt32(client, 0)      // empty filter list
+	_ = wire.WriteInt32(client, 100000) // bogus index
+	_ = wire.WriteUint16(client, itemTransfer)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "invalid file index") {
+			t.Fatalf("want an index error, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end")
+	}
+}
