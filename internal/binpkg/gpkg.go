@@ -11,13 +11,14 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // A gpkg (GLEP 78) is an uncompressed tar archive whose members live below
 // one directory named after the package:
 //
 //	<basename>/gpkg-1                      format marker
-//	<basename>/metadata.tar[.gz|.bz2|.zst|...]  metadata/<KEY> files
+//	<basename>/metadata.tar[.gz|.bz2|.xz|.zst|...]  metadata/<KEY> files
 //	<basename>/image.tar[...]              the files to install
 //	<basename>/Manifest                    checksums (and signatures)
 //
@@ -34,7 +35,7 @@ const (
 var ErrNotGpkg = errors.New("not a gpkg archive")
 
 // ErrUnsupportedCompression means the gpkg metadata is compressed with a
-// method lanmirror cannot read (xz, lz4, lzip, lzop).
+// method lanmirror cannot read (lz4, lzip, lzop).
 var ErrUnsupportedCompression = errors.New("unsupported gpkg metadata compression")
 
 // ReadGpkgMetadata reads the metadata of a gpkg archive from r: the content
@@ -95,6 +96,12 @@ func readMetadataTar(r io.Reader, ext string, want func(string) bool) (map[strin
 			return nil, fmt.Errorf("gpkg metadata: %w", err)
 		}
 		defer zr.Close()
+		dr = zr
+	case ".xz":
+		zr, err := xz.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("gpkg metadata: %w", err)
+		}
 		dr = zr
 	default:
 		return nil, fmt.Errorf("%w: metadata.tar%s", ErrUnsupportedCompression, ext)
