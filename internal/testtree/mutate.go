@@ -43,7 +43,9 @@ type Changes struct {
 // removed, a package removed and one added, a mode change, a symlink moved,
 // a file turned into a directory and a directory into a file, the large
 // file changed in the middle and at the end, and a new timestamp.chk. Every
-// changed file gets a new mtime. The same tree and seed give the same
+// changed file gets a new mtime. Files are replaced by rename, as rsync and
+// git update trees, so every directory whose entries changed gets a new
+// mtime too. The same tree and seed give the same
 // changes. The top-level directories Portage excludes are left alone.
 func Mutate(dir string, seed uint64) (*Changes, error) {
 	m := &mutator{root: dir, rng: newRand(seed, 2), ch: &Changes{}}
@@ -210,8 +212,12 @@ func (m *mutator) run() error {
 		if info.Mode().Perm() == 0o755 {
 			mode = 0o644
 		}
-		if err := os.Chmod(m.abs(rel), mode); err != nil {
-			return fmt.Errorf("testtree: chmod %s: %w", rel, err)
+		data, err := os.ReadFile(m.abs(rel))
+		if err != nil {
+			return fmt.Errorf("testtree: %w", err)
+		}
+		if err := m.replace(rel, data, mode, info.ModTime()); err != nil {
+			return err
 		}
 		m.ch.Chmodded = append(m.ch.Chmodded, rel)
 	}
@@ -319,17 +325,9 @@ func (m *mutator) addFiles() error {
 
 // special changes the large file (middle and end) and timestamp.chk.
 func (m *mutator) special() error {
-	if info, err := os.Stat(m.abs(BigFile)); err == nil {
-		f, err := os.OpenFile(m.abs(BigFile), os.O_RDWR, 0)
-		if err != nil {
-			return fmt.Errorf("testtree: %w", err)
-		}
-		_, werr := f.WriteAt([]byte("--- changed in the middle by testtree.Mutate ---"), info.Size()/3)
-		cerr := f.Close()
-		if werr != nil || cerr != nil {
-			return fmt.Errorf("testtree: modify %s: %v %v", BigFile, werr, cerr)
-		}
-		if err := m.appendTo(BigFile, m.text(5000, 20000)); err != nil {
+	if data, err := os.ReadFile(m.abs(BigFile)); err == nil {
+		copy(data[len(data)/3:], "--- changed in the middle by testtree.Mutate ---")
+		if err := m.rewrite(BigFile, append(data, m.text(5000, 20000)...)); err != nil {
 			return err
 		}
 		m.ch.Appended = append(m.ch.Appended, BigFile)
@@ -373,12 +371,39 @@ func (m *mutator) truncate(rel string) error {
 	return m.rewrite(rel, data[:len(data)*3/4])
 }
 
-// rewrite replaces rel's content in place (mode kept) and gives it a new mtime.
+// rewrite replaces rel with new content (mode kept) and a new mtime.
 func (m *mutator) rewrite(rel string, data []byte) error {
-	if err := os.WriteFile(m.abs(rel), data, 0o644); err != nil {
-		return fmt.Errorf("testtree: rewrite %s: %w", rel, err)
+	info, err := os.Stat(m.abs(rel))
+	if err != nil {
+		return fmt.Errorf("testtree: %w", err)
+	}
+	if err := m.replace(rel, data, info.Mode().Perm(), time.Time{}); err != nil {
+		return err
 	}
 	return m.touch(rel)
+}
+
+// replace writes data to a temporary file next to rel and renames it over
+// rel, the way rsync, git and editors update files (so the directory
+// changes too). A zero mtime leaves the new file's time as it is.
+func (m *mutator) replace(rel string, data []byte, mode os.FileMode, mtime time.Time) error {
+	tmp := m.abs(path.Dir(rel) + "/.testtree.tmp")
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("testtree: replace %s: %w", rel, err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fmt.Errorf("testtree: replace %s: %w", rel, err)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+			return fmt.Errorf("testtree: replace %s: %w", rel, err)
+		}
+	}
+	if err := os.Rename(tmp, m.abs(rel)); err != nil {
+		return fmt.Errorf("testtree: replace %s: %w", rel, err)
+	}
+	m.changed(rel)
+	return nil
 }
 
 // write creates (or replaces) rel with its parents and gives it a new mtime.

@@ -1,0 +1,90 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Paths found or built once per test binary run.
+var (
+	// lanmirrorBin is the lanmirror binary built in TestMain ("" if the
+	// build failed: then every lanmirror test fails with buildErr).
+	lanmirrorBin string
+	buildErr     error
+	// rsyncBin is the stock rsync binary ("" when not installed).
+	rsyncBin string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// run builds lanmirror into a temporary directory, runs the tests and
+// removes the directory.
+func run(m *testing.M) int {
+	rsyncBin, _ = exec.LookPath("rsync")
+	dir, err := os.MkdirTemp(tempBase(), "lanmirror-interop-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// Every t.TempDir (trees, destinations, server state) goes below dir.
+	os.Setenv("TMPDIR", dir)
+	if rsyncBin != "" {
+		lanmirrorBin, buildErr = buildLanmirror(dir)
+	}
+	return m.Run()
+}
+
+// tempBase is where the suite keeps its files: $LANMIRROR_INTEROP_TMP if
+// set, else /dev/shm when it is a writable tmpfs (creating thousands of
+// small files there is many times faster than on a disk with discard),
+// else the default temporary directory.
+func tempBase() string {
+	if d := os.Getenv("LANMIRROR_INTEROP_TMP"); d != "" {
+		return d
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if f, err := os.CreateTemp("/dev/shm", "lanmirror-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return os.TempDir()
+}
+
+// buildLanmirror compiles ./cmd/lanmirror (without -race: it is the server
+// under test, not the test) into dir.
+func buildLanmirror(dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "lanmirror")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "github.com/lanmirror/lanmirror/cmd/lanmirror")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/lanmirror: %w\n%s", err, strings.TrimSpace(string(b)))
+	}
+	return out, nil
+}
+
+// needRsync skips the test when the stock rsync client is not installed
+// (CI installs it; see .ci/run).
+func needRsync(t *testing.T) {
+	t.Helper()
+	if rsyncBin == "" {
+		t.Skip("stock rsync is not installed (apt-get install rsync): the interop suite needs it as the oracle")
+	}
+}

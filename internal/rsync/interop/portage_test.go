@@ -1,0 +1,153 @@
+package interop
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/testtree"
+)
+
+// treeSettle is how long tests wait after changing a served tree before
+// syncing again. lanmirror shares one scan per module and checks it for
+// changes (directory mtimes) at most every 2 s, so a client that comes
+// sooner may be served the previous scan; this is by design.
+const treeSettle = 2100 * time.Millisecond
+
+// matrixFiles is the tree size of the protocol/compression matrix.
+const matrixFiles = 600
+
+// newTree generates a tree in a fresh temporary directory.
+func newTree(t *testing.T, seed uint64, files int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tree")
+	if _, err := testtree.Generate(dir, testtree.Options{Seed: seed, Files: files, PortageExcluded: true}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// regularFiles counts the regular files a client with options o copies.
+func regularFiles(t *testing.T, src string, o cmpOpts) int {
+	t.Helper()
+	entries, err := scanTree(src, o, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.info.Mode().IsRegular() {
+			n++
+		}
+	}
+	return n
+}
+
+// wantTransferred checks rsync --stats' count of transferred files.
+func wantTransferred(t *testing.T, r *rsyncResult, want int) {
+	t.Helper()
+	if got := statValue(t, r, "Number of regular files transferred"); int(got) != want {
+		t.Errorf("Number of regular files transferred: %v, want %d\n%s", got, want, r)
+	}
+}
+
+// probe runs Portage's timestamp probe (its options plus --inplace, the
+// single file metadata/timestamp.chk into a local file) and checks the
+// result against the source.
+func probe(t *testing.T, srv *server, mod, src string, proto int, compress bool) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "timestamp.chk")
+	start := time.Now()
+	mustRsync(t, portageArgs(proto, compress, "--inplace", srv.url(mod+"/metadata/timestamp.chk"), out)...)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("timestamp probe took %v; emerge kills it after 15 s", d)
+	}
+	want, err := os.ReadFile(filepath.Join(src, testtree.TimestampFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("probe wrote nothing: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("probe got %q, want %q", got, want)
+	}
+	wi, _ := os.Stat(filepath.Join(src, testtree.TimestampFile))
+	gi, _ := os.Stat(out)
+	if wi.ModTime().Unix() != gi.ModTime().Unix() || wi.Mode() != gi.Mode() {
+		t.Errorf("probe file: mode %v mtime %v, want %v %v", gi.Mode(), gi.ModTime(), wi.Mode(), wi.ModTime())
+	}
+}
+
+// TestPortageSync is emerge --sync against the server with Portage's exact
+// options, at each forced protocol, with and without --compress: the
+// timestamp probe, the initial sync, a no-op re-sync that moves no file
+// data, and an incremental sync after the tree changed (changes,
+// additions, removals, type changes).
+func TestPortageSync(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		for _, proto := range []int{27, 29, 30, 31} {
+			for _, compress := range []bool{false, true} {
+				name := fmt.Sprintf("protocol=%d", proto)
+				if compress {
+					name += "/compress"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					testPortageSync(t, kind, proto, compress)
+				})
+			}
+		}
+	})
+}
+
+func testPortageSync(t *testing.T, kind serverKind, proto int, compress bool) {
+	const mod = "gentoo-portage"
+	src := newTree(t, uint64(proto), matrixFiles)
+	srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src, comment: "Gentoo tree"}}})
+	dst := filepath.Join(t.TempDir(), "repo")
+	o := portageCmp(proto)
+
+	probe(t, srv, mod, src, proto, compress)
+
+	r := mustRsync(t, portageArgs(proto, compress, srv.url(mod+"/"), dst+"/")...)
+	if compareTrees(t, src, dst, o) > 0 {
+		t.Fatalf("initial sync differs\n%s", r)
+	}
+	wantTransferred(t, r, regularFiles(t, src, o))
+
+	r = mustRsync(t, portageArgs(proto, compress, srv.url(mod+"/"), dst+"/")...)
+	wantTransferred(t, r, 0)
+	if got := statValue(t, r, "Literal data"); got != 0 {
+		t.Errorf("no-op sync sent %v bytes of literal data\n%s", got, r)
+	}
+	compareTrees(t, src, dst, o)
+
+	ch, err := testtree.Mutate(src, 1000+uint64(proto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(treeSettle)
+	probe(t, srv, mod, src, proto, compress)
+	r = mustRsync(t, portageArgs(proto, compress, srv.url(mod+"/"), dst+"/")...)
+	if compareTrees(t, src, dst, o) > 0 {
+		t.Fatalf("incremental sync differs\n%s", r)
+	}
+	wantTransferred(t, r, ch.Transfers)
+	for _, gone := range append(append([]string{}, ch.Removed...), ch.RemovedDirs...) {
+		if _, err := os.Lstat(filepath.Join(dst, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s was removed from the source but is still in the destination (err %v)", gone, err)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(dst, ch.DirToFile)); err != nil || fi.Mode().Type() != 0 {
+		t.Errorf("%s should now be a regular file: %v %v", ch.DirToFile, fi, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dst, ch.FileToDir)); err != nil || fi.Mode().Type() != fs.ModeDir {
+		t.Errorf("%s should now be a directory: %v %v", ch.FileToDir, fi, err)
+	}
+}
