@@ -436,3 +436,262 @@ func TestHTTPAllowList(t *testing.T) {
 		t.Fatalf("no log line for the refused client:\n%s", srv.access.String())
 	}
 }
+
+// htBinary builds lanmirror into a temporary directory.
+func htBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lanmirror")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// htStartBinary starts `lanmirror serve` and waits until addr accepts
+// connections. The process is killed at the end of the test if still
+// running.
+func htStartBinary(t *testing.T, bin, addr string, args ...string) *htProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--http", addr, "--rsync", ""}, args...)...)
+	var out htLog
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return &htProc{cmd: cmd, exited: exited}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("lanmirror exited at start:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lanmirror does not listen on %s:\n%s", addr, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// htProc is a running lanmirror; exited closes when it has been waited for.
+type htProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// kill -9 of the server in the middle of a download: the client sees a
+// failure, nothing partial is kept, and after a restart the file is
+// fetched correctly.
+func TestHTTPRestartAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := htBinary(t)
+	up := newHTUpstream(t)
+	data := htData(4_000_000, 5)
+	up.put("/distfiles/killed-1.tar.gz", data)
+	up.slow.Store(true) // about 1.2 s for the whole file
+	dataDir := t.TempDir()
+	addr := htFreeAddr(t)
+	args := []string{"--data", dataDir, "--mirror", up.ts.URL, "--log", filepath.Join(dataDir, "access.log")}
+	srv := htStartBinary(t, bin, addr, args...)
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := exec.CommandContext(ctx, "curl", "-sS", "-o", filepath.Join(dir, "partial"), "http://"+addr+"/distfiles/killed-1.tar.gz")
+	client.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if fi, err := os.Stat(filepath.Join(dir, "partial")); err == nil && fi.Size() > 200_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("download did not start")
+		}
+	}
+	if err := srv.cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	if err := client.Wait(); err == nil {
+		t.Fatal("curl succeeded although the server was killed mid-download")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "partial")); err == nil && fi.Size() >= int64(len(data)) {
+		t.Fatal("the client got the whole file from a killed server")
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "distfiles", "killed-1.tar.gz")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a partial download entered the cache: %v", err)
+	}
+
+	up.slow.Store(false)
+	srv2 := htStartBinary(t, bin, addr, args...)
+	r := htRun(t, dir, nil, "wget", "--no-config", "-t", "3", "-T", "60", "-O", "again", "http://"+addr+"/distfiles/killed-1.tar.gz")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "again")), data) {
+		t.Fatalf("after restart: %d\n%s", r.code, r.out)
+	}
+	if got := htReadFile(t, filepath.Join(dataDir, "distfiles", "killed-1.tar.gz")); !bytes.Equal(got, data) {
+		t.Fatal("cached file differs")
+	}
+	// Leftovers of the killed download are gone.
+	if ents, err := os.ReadDir(filepath.Join(dataDir, ".partial")); err == nil && len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("leftovers in .partial: %v", names)
+	}
+	// A clean stop on SIGTERM.
+	if err := srv2.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv2.exited:
+		if !srv2.cmd.ProcessState.Success() {
+			t.Fatalf("lanmirror exit after SIGINT: %v", srv2.cmd.ProcessState)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("lanmirror did not stop on SIGINT")
+	}
+	if log := htReadFile(t, filepath.Join(dataDir, "access.log")); !bytes.Contains(log, []byte("/distfiles/killed-1.tar.gz")) {
+		t.Fatalf("access log:\n%s", log)
+	}
+}
+
+// Ranges on a file being downloaded are answered once the bytes exist;
+// HEAD, 304 and 416 on the cached file.
+func TestHTTPRangeWhileDownloadingAndHeaders(t *testing.T) {
+	up := newHTUpstream(t)
+	data := htData(3_000_000, 6)
+	up.put("/distfiles/range-1.tar.gz", data)
+	up.slow.Store(true)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.ts.URL}})
+	dir := t.TempDir()
+	u := srv.url + "/distfiles/range-1.tar.gz"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := exec.CommandContext(ctx, "curl", "-sS", "-o", filepath.Join(dir, "full"), u)
+	first.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if fi, err := os.Stat(filepath.Join(dir, "full")); err == nil && fi.Size() > 50_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("download did not start")
+		}
+	}
+	// Bytes far ahead of the download, and a resume from the middle.
+	r := htRun(t, dir, nil, "curl", "-sSf", "-r", "2500000-2500999", "-D", "h", "-o", "part", u)
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "part")), data[2500000:2501000]) {
+		t.Fatalf("range during download: %d %s", r.code, r.out)
+	}
+	if h := string(htReadFile(t, filepath.Join(dir, "h"))); !strings.Contains(h, "206") || !strings.Contains(h, "Content-Range: bytes 2500000-2500999/3000000") {
+		t.Fatalf("range headers:\n%s", h)
+	}
+	os.WriteFile(filepath.Join(dir, "resumed"), data[:1_000_000], 0o644)
+	r = htRun(t, dir, nil, "curl", "-sSf", "-C", "-", "-o", "resumed", u)
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "resumed")), data) {
+		t.Fatalf("curl -C - during download: %d %s", r.code, r.out)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first client: %v", err)
+	}
+	if !bytes.Equal(htReadFile(t, filepath.Join(dir, "full")), data) {
+		t.Fatal("first client: bytes differ")
+	}
+	if c := up.count("/distfiles/range-1.tar.gz"); c != 1 {
+		t.Fatalf("upstream GETs = %d, want 1", c)
+	}
+
+	r = htRun(t, dir, nil, "curl", "-sSI", u)
+	for _, want := range []string{"200", "Content-Length: 3000000", "Accept-Ranges: bytes", "Last-Modified: Tue, 02 Jan 2024 03:04:05 GMT"} {
+		if !strings.Contains(r.out, want) {
+			t.Fatalf("HEAD lacks %q:\n%s", want, r.out)
+		}
+	}
+	r = htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "If-Modified-Since: Tue, 02 Jan 2024 03:04:05 GMT", u)
+	if strings.TrimSpace(r.out) != "304" {
+		t.Fatalf("If-Modified-Since: %q", r.out)
+	}
+	r = htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-D", "-", "-r", "3000000-", u)
+	if !strings.Contains(r.out, " 416") || !strings.Contains(r.out, "Content-Range: bytes */3000000") {
+		t.Fatalf("416:\n%s", r.out)
+	}
+}
+
+// --binhost-upstream: Packages and package files are fetched once and
+// cached; local --binpkgs files win, missing ones fall back upstream.
+func TestHTTPBinhostUpstream(t *testing.T) {
+	up := newHTUpstream(t)
+	pkg := htData(50_000, 7)
+	up.put("/bin/amd64/Packages", []byte("ARCH: amd64\nPACKAGES: 1\n\nCPV: app-misc/foo-1\n"))
+	up.put("/bin/amd64/app-misc/foo/foo-1-1.gpkg.tar", pkg)
+	local := t.TempDir()
+	os.MkdirAll(filepath.Join(local, "All"), 0o755)
+	os.WriteFile(filepath.Join(local, "All", "mine-1.tbz2"), []byte("local package"), 0o644)
+	srv := startHTTPComponent(t, &config.Serve{
+		Mirrors: []string{"http://127.0.0.1:1/"}, Binpkgs: local, BinhostUpstream: up.ts.URL + "/bin/amd64",
+	})
+	dir := t.TempDir()
+	for range 2 {
+		r := htRun(t, dir, nil, "wget", "--no-config", "-O", "pkg", srv.url+"/binpkgs/app-misc/foo/foo-1-1.gpkg.tar")
+		if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "pkg")), pkg) {
+			t.Fatalf("upstream package: %d %s", r.code, r.out)
+		}
+	}
+	if c := up.count("/bin/amd64/app-misc/foo/foo-1-1.gpkg.tar"); c != 1 {
+		t.Fatalf("upstream GETs of the package = %d, want 1", c)
+	}
+	if _, err := os.Stat(filepath.Join(srv.data, "binhost", "app-misc", "foo", "foo-1-1.gpkg.tar")); err != nil {
+		t.Fatalf("package not cached: %v", err)
+	}
+	r := htRun(t, dir, nil, "curl", "-sSf", srv.url+"/binpkgs/All/mine-1.tbz2")
+	if r.code != 0 || r.out != "local package" {
+		t.Fatalf("local package: %d %q", r.code, r.out)
+	}
+	r = htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", srv.url+"/binpkgs/app-misc/none/none-1.gpkg.tar")
+	if strings.TrimSpace(r.out) != "404" {
+		t.Fatalf("missing package: %q", r.out)
+	}
+}
+
+// Only the upstream binhost: its Packages index is served (and cached as
+// volatile).
+func TestHTTPBinhostUpstreamPackages(t *testing.T) {
+	up := newHTUpstream(t)
+	idx := []byte("ARCH: amd64\nPACKAGES: 0\n")
+	up.put("/bh/Packages", idx)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{"http://127.0.0.1:1/"}, BinhostUpstream: up.ts.URL + "/bh/"})
+	dir := t.TempDir()
+	for range 2 {
+		r := htRun(t, dir, nil, "curl", "-sSf", srv.url+"/binpkgs/Packages")
+		if r.code != 0 || r.out != string(idx) {
+			t.Fatalf("Packages: %d %q", r.code, r.out)
+		}
+	}
+	if c := up.count("/bh/Packages"); c != 1 {
+		t.Fatalf("upstream GETs of Packages within the freshness time = %d, want 1", c)
+	}
+	r := htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "If-Modified-Since: Tue, 02 Jan 2024 03:04:05 GMT", srv.url+"/binpkgs/Packages")
+	if strings.TrimSpace(r.out) != "304" {
+		t.Fatalf("Packages If-Modified-Since: %q", r.out)
+	}
+}
