@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,7 @@ type Body struct {
 	ctype   string
 
 	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 func storedBody(key string, f *os.File, fi fs.FileInfo, ctype string) *Body {
@@ -101,7 +104,13 @@ func (b *Body) NewReader(off int64) io.ReadCloser {
 	if off < 0 {
 		return errReader{fmt.Errorf("distcache: negative offset %d", off)}
 	}
+	if b.closed.Load() {
+		return errReader{errClosed}
+	}
 	if b.d == nil {
+		if f := reopen(b.file.f, off); f != nil {
+			return f
+		}
 		return &storedReader{file: b.file.acquire(), off: off, size: b.size}
 	}
 	d := b.d
@@ -133,7 +142,10 @@ func (b *Body) Wait(ctx context.Context) error {
 // Close tells that the caller is done with the Body; readers already made
 // stay usable until closed.
 func (b *Body) Close() error {
-	b.closeOnce.Do(b.file.release)
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		b.file.release()
+	})
 	return nil
 }
 
@@ -146,7 +158,27 @@ func (d *download) failure() error {
 	return fmt.Errorf("%w: %s: download abandoned", ErrUpstream, d.key)
 }
 
-// storedReader reads a complete object.
+// reopen opens the complete object f once more, as a file of its own
+// positioned at off, or returns nil. A reader that is an *os.File lets
+// net/http send it with sendfile(2); opening through /proc/self/fd gives
+// the same inode (even if the object was replaced since) with an offset
+// of its own.
+func reopen(f *os.File, off int64) *os.File {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil
+	}
+	if _, err := g.Seek(off, io.SeekStart); err != nil {
+		g.Close()
+		return nil
+	}
+	return g
+}
+
+// storedReader reads a complete object (where reopen is not possible).
 type storedReader struct {
 	file      *sharedFile
 	off, size int64

@@ -234,3 +234,40 @@ func TestStoreInterruptedDownloadRemoved(t *testing.T) {
 		t.Fatalf("Entries after reopen = %+v, %v", ents, err)
 	}
 }
+
+// TestStoredReaders: a stored object's reader is a file of its own (so
+// net/http can use sendfile); the pread fallback reads the same bytes;
+// readers outlive their Body; a Body used after Close fails.
+func TestStoredReaders(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	data := testData(10000, 50)
+	src := filepath.Join(t.TempDir(), "src")
+	os.WriteFile(src, data, 0o644)
+	if err := s.Add("distfiles/r", src, false); err != nil {
+		t.Fatal(err)
+	}
+	f, fi, err := s.Open("distfiles/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := storedBody("distfiles/r", f, fi, "")
+	r1 := b.NewReader(100)
+	if _, ok := r1.(*os.File); !ok {
+		t.Logf("reader is %T, not *os.File (no sendfile)", r1)
+	}
+	r2 := &storedReader{file: b.file.acquire(), off: 200, size: b.size}
+	b.Close()
+	got1, err1 := io.ReadAll(r1)
+	got2, err2 := io.ReadAll(r2)
+	r1.Close()
+	r2.Close()
+	if err1 != nil || err2 != nil || string(got1) != string(data[100:]) || string(got2) != string(data[200:]) {
+		t.Fatalf("readers: %v %v, %d and %d bytes", err1, err2, len(got1), len(got2))
+	}
+	if _, err := b.NewReader(0).Read(make([]byte, 1)); err == nil {
+		t.Fatal("NewReader after Close worked")
+	}
+	if _, err := r2.Read(make([]byte, 1)); err == nil {
+		t.Fatal("closed reader worked")
+	}
+}
