@@ -15,6 +15,9 @@ type chunker struct {
 	hold int
 	buf  []byte // buf[:2] is room for the record header; payload follows
 	err  error
+	// discard drops what the compressor writes (while it takes in
+	// history the receiver gets by other means).
+	discard bool
 }
 
 func newChunker(out io.Writer, hold int) *chunker {
@@ -26,6 +29,9 @@ func newChunker(out io.Writer, hold int) *chunker {
 func (c *chunker) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
+	}
+	if c.discard {
+		return len(p), nil
 	}
 	n := len(p)
 	full := 2 + maxDataCount + c.hold

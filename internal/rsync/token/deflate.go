@@ -23,11 +23,15 @@ const maxFeed = 0xffff
 // For "zlib" the receiver also puts every matched block into its
 // inflate window (as a stored block that produces no file data), and
 // stock rsync's sender inserts it into its deflate history likewise.
-// Go's compressors cannot take history without producing output, so
-// after matched data the compressor restarts, at the byte-aligned block
-// boundary that follows a sync flush, with the last 32 KiB of what the
-// receiver's window holds as its preset dictionary: the back-references
-// it then emits resolve to the same bytes on the receiver's side.
+// Go's compressors cannot take history without producing output. After
+// matched data, at the byte-aligned block boundary that follows a sync
+// flush, the compressor takes it in one of two ways before the next
+// literal: it compresses the matched data and the output is dropped,
+// ending with a sync flush that leaves it byte-aligned again (cheaper
+// below 32 KiB of matched data), or it restarts with the last 32 KiB of
+// what the receiver's window holds as its preset dictionary. Either
+// way its window then holds the same bytes as the receiver's, so its
+// back-references resolve to the same data.
 type deflateWriter struct {
 	out      io.Writer
 	runs     runCoder
@@ -37,7 +41,7 @@ type deflateWriter struct {
 	protocol int
 	hist     history
 	dirty    bool // literals written since the last sync flush
-	stale    bool // matched data added since the compressor last restarted
+	stale    int  // bytes of matched data the compressor has not taken in
 	err      error
 }
 
@@ -63,9 +67,10 @@ func (d *deflateWriter) Literal(p []byte) error {
 	if err := d.runs.flush(d.out); err != nil {
 		return d.fail(err)
 	}
-	if d.stale {
-		d.fw.ResetDict(d.chunks, d.hist.window())
-		d.stale = false
+	if d.stale > 0 {
+		if err := d.catchUp(); err != nil {
+			return err
+		}
 	}
 	if _, err := d.fw.Write(p); err != nil {
 		return d.fail(fmt.Errorf("token: deflate: %w", err))
@@ -98,12 +103,34 @@ func (d *deflateWriter) Match(block int32, data []byte) error {
 	for left := len(data); left > 0; {
 		n := min(left, maxFeed)
 		d.hist.add(data[off : off+n])
+		d.stale += n
 		if d.protocol >= 31 {
 			off += n
 		}
 		left -= n
 	}
-	d.stale = true
+	return nil
+}
+
+// catchUp puts the matched data the receiver has added to its window
+// since the last literal into the compressor's history.
+func (d *deflateWriter) catchUp() error {
+	win := d.hist.window()
+	if d.stale >= len(win) {
+		d.fw.ResetDict(d.chunks, win)
+		d.stale = 0
+		return nil
+	}
+	d.chunks.discard = true
+	_, err := d.fw.Write(win[len(win)-d.stale:])
+	if err == nil {
+		err = d.fw.Flush()
+	}
+	d.chunks.discard = false
+	d.stale = 0
+	if err != nil {
+		return d.fail(fmt.Errorf("token: deflate history: %w", err))
+	}
 	return nil
 }
 
@@ -115,18 +142,14 @@ func (d *deflateWriter) End() error {
 	if err := d.syncFlush(); err != nil {
 		return err
 	}
-	if err := d.runs.flush(d.out); err != nil {
-		return d.fail(err)
-	}
-	if err := writeEnd(d.out); err != nil {
+	if err := d.runs.end(d.out); err != nil {
 		return d.fail(err)
 	}
 	// Both sides start the next file with a fresh deflate state. (Reset
 	// would restore the last ResetDict dictionary: clear it instead.)
 	d.fw.ResetDict(d.chunks, nil)
 	d.hist.reset()
-	d.runs.reset()
-	d.stale = false
+	d.stale = 0
 	return nil
 }
 

@@ -90,10 +90,16 @@ func (r *runCoder) flush(w io.Writer) error {
 	return nil
 }
 
-// writeEnd writes the end-of-file flag.
-func writeEnd(w io.Writer) error {
-	if _, err := w.Write([]byte{flagEnd}); err != nil {
+// end writes the pending run and the end-of-file flag, and prepares for
+// the next file.
+func (r *runCoder) end(w io.Writer) error {
+	if err := r.flush(w); err != nil {
+		return err
+	}
+	r.rec[0] = flagEnd
+	if _, err := w.Write(r.rec[:1]); err != nil {
 		return fmt.Errorf("token: write end of file: %w", err)
 	}
+	r.reset()
 	return nil
 }

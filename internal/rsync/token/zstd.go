@@ -86,13 +86,9 @@ func (z *zstdWriter) End() error {
 	if err := z.flush(); err != nil {
 		return err
 	}
-	if err := z.runs.flush(z.out); err != nil {
+	if err := z.runs.end(z.out); err != nil {
 		return z.fail(err)
 	}
-	if err := writeEnd(z.out); err != nil {
-		return z.fail(err)
-	}
-	z.runs.reset()
 	return nil
 }
 
