@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# HTTP benchmark: lanmirror's distfiles cache side by side with nginx
+# serving the same files, in one run, on loopback.
+#
+#   bench/http.sh                 # 1 GiB large file, 40 KiB small file
+#   BENCH_LARGE_MB=256 bench/http.sh
+#
+# nginx plays two parts: it is the upstream mirror lanmirror fills its cache
+# from (one warm-up request per file), and the reference server. Measured
+# afterwards, from the warm cache:
+#   1. throughput of one client downloading the large file (best of 3),
+#   2. requests per second for the 40 KiB file under 64 connections (wrk),
+#   3. lanmirror's peak RSS while 100 clients download the large file at once.
+# Needs: go, nginx (nginx-light), wrk, curl. Prints a markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LARGE_MB=${BENCH_LARGE_MB:-1024}
+SMALL_KB=40
+WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
+CLIENTS=${BENCH_CLIENTS:-100}
+
+for tool in go curl wrk; do
+	command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool not found" >&2; exit 1; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "bench/http.sh: nginx not found (apt-get install nginx-light)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/lanmirror-bench-http.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "bench/http.sh: no free port" >&2
+	exit 1
+}
+
+wait_port() {
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+		sleep 0.1
+	done
+	echo "bench/http.sh: nothing listens on port $1" >&2
+	exit 1
+}
+
+echo "building lanmirror..." >&2
+go build -o "$work/lanmirror" ./cmd/lanmirror
+
+mkdir -p "$work/www/distfiles"
+echo "generating files (${LARGE_MB} MiB + ${SMALL_KB} KiB)..." >&2
+head -c "$((LARGE_MB * 1024 * 1024))" /dev/urandom >"$work/www/distfiles/large.bin"
+head -c "$((SMALL_KB * 1024))" /dev/urandom >"$work/www/distfiles/small.bin"
+chmod -R a+rX "$work/www"
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+$([ "$(id -u)" = 0 ] && echo "user root root;")
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 100000;
+	client_body_temp_path $work/nginx/body;
+	proxy_temp_path $work/nginx/proxy;
+	fastcgi_temp_path $work/nginx/fastcgi;
+	uwsgi_temp_path $work/nginx/uwsgi;
+	scgi_temp_path $work/nginx/scgi;
+	default_type application/octet-stream;
+	server {
+		listen 127.0.0.1:$nginx_port;
+		root $work/www;
+	}
+}
+EOF
+"$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
+pids+=($!)
+wait_port "$nginx_port"
+
+lm_port=$(free_port)
+"$work/lanmirror" serve --data "$work/data" --http "127.0.0.1:$lm_port" --rsync '' \
+	--mirror "http://127.0.0.1:$nginx_port" --allow 127.0.0.0/8 \
+	--log "$work/access.log" 2>"$work/lanmirror.log" &
+lm_pid=$!
+pids+=($lm_pid)
+wait_port "$lm_port"
+
+nginx_url="http://127.0.0.1:$nginx_port/distfiles"
+lm_url="http://127.0.0.1:$lm_port/distfiles"
+
+echo "warming lanmirror's cache from nginx..." >&2
+for f in large.bin small.bin; do
+	curl -sf -o "$work/warm" "$lm_url/$f"
+	cmp -s "$work/warm" "$work/www/distfiles/$f" || { echo "bench/http.sh: $f differs after warm-up" >&2; exit 1; }
+done
+rm -f "$work/warm"
+
+# throughput URL: best bytes/s of 3 downloads.
+throughput() {
+	local best=0 s
+	for _ in 1 2 3; do
+		s=$(curl -sf -o /dev/null -w '%{speed_download}' "$1")
+		s=${s%.*}
+		[ "$s" -gt "$best" ] && best=$s
+	done
+	echo "$best"
+}
+
+# rps URL: requests per second with wrk, 64 connections.
+rps() {
+	wrk -t2 -c64 -d"${WRK_SECONDS}s" "$1" | awk '/^Requests\/sec/ {print int($2)}'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mib() { awk -v a="$1" 'BEGIN { printf "%.0f MiB/s", a / 1048576 }'; }
+
+echo "measuring large-file throughput..." >&2
+lm_tp=$(throughput "$lm_url/large.bin")
+ng_tp=$(throughput "$nginx_url/large.bin")
+
+echo "measuring small-file requests/s (${WRK_SECONDS}s each)..." >&2
+lm_rps=$(rps "$lm_url/small.bin")
+ng_rps=$(rps "$nginx_url/small.bin")
+
+echo "measuring peak RSS with $CLIENTS concurrent large-file clients..." >&2
+cpids=()
+for i in $(seq 1 "$CLIENTS"); do
+	curl -sf -o /dev/null "$lm_url/large.bin" &
+	cpids+=($!)
+done
+failed=0
+for p in "${cpids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$lm_pid/status")
+
+cat <<EOF
+
+| measure | lanmirror | nginx | ratio (lanmirror/nginx) | target |
+|---|---|---|---|---|
+| ${LARGE_MB} MiB file, 1 client | $(mib "$lm_tp") | $(mib "$ng_tp") | $(ratio "$lm_tp" "$ng_tp") | ≥ 0.9 |
+| ${SMALL_KB} KiB file, 64 connections | ${lm_rps} req/s | ${ng_rps} req/s | $(ratio "$lm_rps" "$ng_rps") | ≥ 0.6 |
+| peak RSS, $CLIENTS clients of the large file | $((peak_kb / 1024)) MB | | | < 100 MB |
+
+$CLIENTS-client run: $failed client(s) failed. $(nproc) cores, $(uname -sr).
+EOF
