@@ -68,6 +68,8 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	now func() time.Time // the clock of freshness (tests move it)
+
 	mu     sync.Mutex
 	active map[string]*download
 	closed bool
@@ -87,6 +89,7 @@ func New(o Options) (*Cache, error) {
 		maxDur:   o.MaxDuration,
 		log:      o.Log,
 		active:   map[string]*download{},
+		now:      time.Now,
 	}
 	if c.client == nil {
 		c.client = DefaultClient()
@@ -216,7 +219,7 @@ func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Contex
 			c.log.Warn("cached file has the wrong size for the Manifest; fetching it again",
 				"key", obj.Key, "size", fi.Size(), "manifest", obj.Expect.Size)
 			f.Close()
-		case obj.Volatile && (!haveMeta || time.Since(m.Fetched) >= c.fresh):
+		case obj.Volatile && (!haveMeta || c.now().Sub(m.Fetched) >= c.fresh):
 			stale, hasStored = &m, true
 			f.Close()
 		default:

@@ -19,7 +19,25 @@ import (
 func TestOneDownloadManyClients(t *testing.T) {
 	up := newUpstream(t)
 	data := testData(300<<10, 1)
-	up.handle("/distfiles/big.tar.gz", throttled(data, 16<<10, 5*time.Millisecond))
+	// The upstream sends a first piece, then waits until every client has
+	// its Body (so all of them meet the download in progress), then the
+	// rest in throttled pieces.
+	release := make(chan struct{})
+	up.handle("/distfiles/big.tar.gz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", itoa(len(data)))
+		w.Write(data[:16<<10])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		for off := 16 << 10; off < len(data); off += 16 << 10 {
+			w.Write(data[off:min(off+16<<10, len(data))])
+			w.(http.Flusher).Flush()
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
 	up.handle("/distfiles/layout.conf", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[structure]\n0=flat\n")) })
 	c := newTestCache(t, "", Options{Mirrors: []string{up.url("")}})
 	okBefore := counterValue(metrics.UpstreamFetches.WithLabelValues("ok"))
@@ -30,12 +48,15 @@ func TestOneDownloadManyClients(t *testing.T) {
 	outcomes := make([]Outcome, n)
 	errs := make([]error, n)
 	start := make(chan struct{})
+	var attached sync.WaitGroup
+	attached.Add(n)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
 			b, o, err := c.Distfile(testCtx(t), "big.tar.gz")
+			attached.Done()
 			if err != nil {
 				errs[i] = err
 				return
@@ -49,6 +70,8 @@ func TestOneDownloadManyClients(t *testing.T) {
 		}()
 	}
 	close(start)
+	attached.Wait()
+	close(release)
 	wg.Wait()
 	miss, join := 0, 0
 	for i := range n {
@@ -213,7 +236,11 @@ func TestHoldsBackLastByte(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for progress.Load() < int64(len(data)-1) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // time to (wrongly) read the last byte
 	if n := progress.Load(); n != int64(len(data)-1) {
 		t.Fatalf("read %d bytes before the end, want %d (all but the last)", n, len(data)-1)
 	}

@@ -153,7 +153,7 @@ func (d *download) touchMeta() {
 	if d.stale != nil {
 		m = *d.stale
 	}
-	m.Fetched = time.Now()
+	m.Fetched = d.c.now()
 	if err := d.c.store.writeMeta(d.key, m); err != nil {
 		d.c.log.Warn("cannot record revalidation", "key", d.key, "err", err)
 	}
@@ -559,7 +559,7 @@ func (d *download) verify() string {
 func (d *download) commit() error {
 	d.mu.Lock()
 	f, modTime, lastMod := d.file.f, d.modTime, d.lastModified
-	m := meta{ETag: d.etag, LastModified: d.lastModified, ContentType: d.ctype, Fetched: time.Now()}
+	m := meta{ETag: d.etag, LastModified: d.lastModified, ContentType: d.ctype, Fetched: d.c.now()}
 	d.mu.Unlock()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)

@@ -220,13 +220,24 @@ func storedBytes(t *testing.T, c *Cache, key string) []byte {
 
 func partialEmpty(t *testing.T, c *Cache) {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(c.store.Dir(), partialDir))
+	ents, err := os.ReadDir(filepath.Join(c.store.Dir(), filepath.FromSlash(c.store.partial)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ents) != 0 {
-		t.Errorf("%d leftovers in .partial", len(ents))
+		t.Errorf("%d leftovers in %s", len(ents), c.store.partial)
 	}
+}
+
+// simulateKill drops a store as a killed process would: its lock goes
+// away, nothing is cleaned up or saved.
+func simulateKill(s *Store) {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.flushDone
+		s.partialLock.Close()
+		s.root.Close()
+	})
 }
 
 func counterValue(c prometheus.Counter) float64 {

@@ -21,20 +21,29 @@ const servedFile = stateDir + "/served"
 
 // servedIndex is the in-memory last-served record of the store.
 type servedIndex struct {
-	mu     sync.Mutex
-	last   map[string]time.Time
-	dirty  bool
-	saveMu sync.Mutex // one writer of the file at a time
+	mu        sync.Mutex
+	last      map[string]time.Time
+	forgotten map[string]bool // removed since the last write
+	dirty     bool
+	saveMu    sync.Mutex // one writer of the file at a time
 }
 
 func loadServed(root *os.Root, log *slog.Logger) (*servedIndex, error) {
-	idx := &servedIndex{last: map[string]time.Time{}}
+	idx := &servedIndex{last: map[string]time.Time{}, forgotten: map[string]bool{}}
+	if err := idx.read(root, log, idx.last); err != nil {
+		return nil, err
+	}
+	return idx, nil
+}
+
+// read adds the file's records to m (keeping the later time of a key).
+func (x *servedIndex) read(root *os.Root, log *slog.Logger, m map[string]time.Time) error {
 	f, err := root.Open(servedFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return idx, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("distcache: open served-time index: %w", err)
+		return fmt.Errorf("distcache: open served-time index: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -47,7 +56,9 @@ func loadServed(root *os.Root, log *slog.Logger) (*servedIndex, error) {
 			bad++
 			continue
 		}
-		idx.last[key] = time.Unix(0, n)
+		if t := time.Unix(0, n); t.After(m[key]) {
+			m[key] = t
+		}
 	}
 	if err := sc.Err(); err != nil {
 		// A damaged index loses only served times, never objects.
@@ -56,7 +67,7 @@ func loadServed(root *os.Root, log *slog.Logger) (*servedIndex, error) {
 	if bad > 0 {
 		log.Warn("served-time index: skipped bad lines", "count", bad)
 	}
-	return idx, nil
+	return nil
 }
 
 func (x *servedIndex) mark(key string, t time.Time) {
@@ -68,10 +79,9 @@ func (x *servedIndex) mark(key string, t time.Time) {
 
 func (x *servedIndex) forget(key string) {
 	x.mu.Lock()
-	if _, ok := x.last[key]; ok {
-		delete(x.last, key)
-		x.dirty = true
-	}
+	delete(x.last, key)
+	x.forgotten[key] = true
+	x.dirty = true
 	x.mu.Unlock()
 }
 
@@ -81,16 +91,29 @@ func (x *servedIndex) get(key string) time.Time {
 	return x.last[key]
 }
 
-// flush writes the index if it changed since the last write.
+// flush writes the index if it changed since the last write. Records
+// other processes sharing the data directory wrote meanwhile are merged
+// in (the later time wins), except for keys removed here.
 func (x *servedIndex) flush(s *Store) error {
 	x.saveMu.Lock()
 	defer x.saveMu.Unlock()
 	x.mu.Lock()
-	if !x.dirty {
-		x.mu.Unlock()
+	dirty := x.dirty
+	x.mu.Unlock()
+	if !dirty {
 		return nil
 	}
+	disk := map[string]time.Time{}
+	if err := x.read(s.root, s.log, disk); err != nil {
+		s.log.Warn("served-time index unreadable; rewriting it", "err", err)
+	}
 	var buf bytes.Buffer
+	x.mu.Lock()
+	for k, t := range disk {
+		if !x.forgotten[k] && t.After(x.last[k]) {
+			x.last[k] = t
+		}
+	}
 	for k, t := range x.last {
 		buf.WriteString(strconv.FormatInt(t.UnixNano(), 10))
 		buf.WriteByte(' ')
@@ -98,10 +121,17 @@ func (x *servedIndex) flush(s *Store) error {
 		buf.WriteByte('\n')
 	}
 	x.dirty = false
+	forgotten := x.forgotten
+	x.forgotten = map[string]bool{}
 	x.mu.Unlock()
 	if err := s.writeAtomic(servedFile, buf.Bytes()); err != nil {
 		x.mu.Lock()
 		x.dirty = true
+		for k := range forgotten {
+			if _, ok := x.last[k]; !ok {
+				x.forgotten[k] = true
+			}
+		}
 		x.mu.Unlock()
 		return err
 	}

@@ -26,7 +26,8 @@ const servedFlushInterval = time.Minute
 // Layout below the data directory:
 //
 //	<key>                 complete objects (distfiles/<name>, urls/..., binhost/...)
-//	.partial/             downloads and copies in progress; emptied at open
+//	.partial/<id>/        downloads and copies in progress, one locked
+//	                      directory per process (see partial.go)
 //	state/served          last-served times (lanmirror's own record, not atime)
 //	state/meta/<key>      revalidation data of volatile objects (ETag, Last-Modified)
 //
@@ -34,12 +35,16 @@ const servedFlushInterval = time.Minute
 // temporary file from .partial, so a reader never sees a partial object.
 // Leftovers of interrupted downloads (a crash, kill -9) are removed by
 // OpenStore rather than resumed: the next request downloads the file
-// again, which is always correct. All file access goes through an os.Root
+// again, which is always correct. Live downloads of another process
+// sharing the data directory are left alone. All file access goes through an os.Root
 // on the data directory, so no key can reach outside it.
 type Store struct {
 	dir  string
 	root *os.Root
 	log  *slog.Logger
+
+	partial     string   // this process's directory below .partial
+	partialLock *os.File // holds the flock on it
 
 	served    *servedIndex
 	stop      chan struct{}
@@ -68,6 +73,7 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{dir: abs, root: root, log: log, stop: make(chan struct{}), flushDone: make(chan struct{})}
 	if err := s.init(); err != nil {
+		s.releasePartial()
 		root.Close()
 		return nil, err
 	}
@@ -77,25 +83,8 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 
 func (s *Store) init() error {
 	// Interrupted downloads: removed, never visible as objects.
-	if fi, err := s.root.Lstat(partialDir); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("distcache: %s is not a directory", filepath.Join(s.dir, partialDir))
-		}
-		ents, err := fs.ReadDir(s.root.FS(), partialDir)
-		if err != nil {
-			return fmt.Errorf("distcache: read %s: %w", partialDir, err)
-		}
-		for _, e := range ents {
-			p := partialDir + "/" + e.Name()
-			if err := s.root.RemoveAll(p); err != nil {
-				return fmt.Errorf("distcache: remove interrupted download %s: %w", p, err)
-			}
-		}
-		if len(ents) > 0 {
-			s.log.Info("removed leftovers of interrupted downloads", "count", len(ents), "dir", filepath.Join(s.dir, partialDir))
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("distcache: %w", err)
+	if err := s.initPartial(); err != nil {
+		return err
 	}
 	for _, d := range []string{partialDir, stateDir, stateDir + "/meta", DistfilesPrefix[:len(DistfilesPrefix)-1]} {
 		if err := s.root.MkdirAll(d, 0o755); err != nil {
@@ -332,6 +321,7 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.flushDone
 		s.closeErr = s.served.flush(s)
+		s.releasePartial()
 		if err := s.root.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
@@ -359,7 +349,7 @@ func (s *Store) flushLoop() {
 func (s *Store) tempName() string {
 	var b [12]byte
 	rand.Read(b[:])
-	return partialDir + "/" + hex.EncodeToString(b[:])
+	return s.partial + "/" + hex.EncodeToString(b[:])
 }
 
 // createTemp creates a new empty temporary file below .partial, open for

@@ -99,7 +99,7 @@ func TestStoreAddOpenRemove(t *testing.T) {
 		t.Fatal("Add of a missing source succeeded")
 	}
 	// No temporary files left behind.
-	if ents, _ := os.ReadDir(filepath.Join(dir, partialDir)); len(ents) != 0 {
+	if ents, _ := os.ReadDir(filepath.Join(dir, filepath.FromSlash(s.partial))); len(ents) != 0 {
 		t.Fatalf(".partial not empty: %v", ents)
 	}
 }
@@ -217,14 +217,24 @@ func TestStoreEntriesAndServed(t *testing.T) {
 
 func TestStoreInterruptedDownloadRemoved(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f, name, err := s.createTemp()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Write([]byte("half a file"))
 	f.Close()
-	// Simulate kill -9: the store is reopened without the download finishing.
+	// Another process opening the store meanwhile leaves the live
+	// download alone.
+	other := openTestStore(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+		t.Fatalf("a live download of another process was removed: %v", err)
+	}
+	// kill -9: the store is dropped without the download finishing.
+	simulateKill(s)
 	s2 := openTestStore(t, dir)
 	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name))); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("leftover %s survived reopen: %v", name, err)
@@ -232,6 +242,12 @@ func TestStoreInterruptedDownloadRemoved(t *testing.T) {
 	ents, err := s2.Entries("")
 	if err != nil || len(ents) != 0 {
 		t.Fatalf("Entries after reopen = %+v, %v", ents, err)
+	}
+	// Closing removes the process's own directory.
+	own := filepath.Join(dir, filepath.FromSlash(other.partial))
+	other.Close()
+	if _, err := os.Stat(own); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("closed store left %s: %v", own, err)
 	}
 }
 
@@ -269,5 +285,38 @@ func TestStoredReaders(t *testing.T) {
 	}
 	if _, err := r2.Read(make([]byte, 1)); err == nil {
 		t.Fatal("closed reader worked")
+	}
+}
+
+// TestServedSharedByProcesses: two stores on one data directory (the
+// daemon and a command) keep each other's served times, and a removal
+// is not undone by the other's records.
+func TestServedSharedByProcesses(t *testing.T) {
+	dir := t.TempDir()
+	a := openTestStore(t, dir)
+	b := openTestStore(t, dir)
+	src := filepath.Join(t.TempDir(), "src")
+	os.WriteFile(src, []byte("x"), 0o644)
+	for _, k := range []string{"distfiles/a", "distfiles/b", "distfiles/gone"} {
+		a.Add(k, src, false)
+	}
+	a.MarkServed("distfiles/a")
+	a.MarkServed("distfiles/gone")
+	if err := a.served.flush(a); err != nil {
+		t.Fatal(err)
+	}
+	b.MarkServed("distfiles/b")
+	if err := b.Remove("distfiles/gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.served.flush(b); err != nil {
+		t.Fatal(err)
+	}
+	c := openTestStore(t, dir)
+	if c.served.get("distfiles/a").IsZero() || c.served.get("distfiles/b").IsZero() {
+		t.Fatal("served time of one process lost")
+	}
+	if !c.served.get("distfiles/gone").IsZero() {
+		t.Fatal("removed key came back")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,7 +146,8 @@ func TestKill9Leftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Write(data[:20000])
-	f.Close() // no commit, no Close of the store: as after kill -9
+	f.Close()
+	simulateKill(st) // no commit, no Close of the store: as after kill -9
 
 	c := newTestCache(t, dir, Options{Mirrors: []string{up.url("")}})
 	partialEmpty(t, c)
@@ -185,8 +187,12 @@ func TestVolatileRevalidation(t *testing.T) {
 		w.Header().Set("ETag", tag)
 		serveBytes(data, mod)(w, r)
 	})
-	fresh := 100 * time.Millisecond
+	fresh := time.Minute
 	c := newTestCache(t, "", Options{Fresh: fresh})
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	c.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	later := func() { clock.Add(int64(fresh + time.Second)) }
 	obj := Object{Key: "binhost/Packages", Sources: []string{up.url("/Packages")}, Volatile: true}
 	get := func(want Outcome, wantData []byte) {
 		t.Helper()
@@ -211,7 +217,7 @@ func TestVolatileRevalidation(t *testing.T) {
 	if n := up.requests("/Packages"); n != 1 {
 		t.Fatalf("%d requests while fresh", n)
 	}
-	time.Sleep(fresh + 20*time.Millisecond)
+	later()
 	get(Revalidated, v1)
 	h := up.headers("/Packages")
 	if len(h) != 2 || h[1].Get("If-None-Match") != `"v1"` || h[1].Get("If-Modified-Since") != mod.Format(http.TimeFormat) {
@@ -225,13 +231,13 @@ func TestVolatileRevalidation(t *testing.T) {
 	<-mu
 	cur, etag = v2, `"v2"`
 	mu <- struct{}{}
-	time.Sleep(fresh + 20*time.Millisecond)
+	later()
 	get(Miss, v2)
 
 	<-mu
 	fail = true
 	mu <- struct{}{}
-	time.Sleep(fresh + 20*time.Millisecond)
+	later()
 	get(Hit, v2) // stale copy served
 }
 
