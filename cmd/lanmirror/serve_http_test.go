@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha512"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +42,17 @@ type htUpstream struct {
 func newHTUpstream(t *testing.T) *htUpstream {
 	u := &htUpstream{files: map[string][]byte{}, gets: map[string]int{}}
 	u.ts = httptest.NewServer(http.HandlerFunc(u.serve))
+	t.Cleanup(u.ts.Close)
+	return u
+}
+
+// newHTUpstreamTLS is an https upstream with httptest's certificate for
+// 127.0.0.1.
+func newHTUpstreamTLS(t *testing.T) *htUpstream {
+	u := &htUpstream{files: map[string][]byte{}, gets: map[string]int{}}
+	u.ts = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
+	u.ts.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
+	u.ts.StartTLS()
 	t.Cleanup(u.ts.Close)
 	return u
 }
@@ -437,17 +451,27 @@ func TestHTTPAllowList(t *testing.T) {
 	}
 }
 
-// htBinary builds lanmirror into a temporary directory.
+// htExecMain makes the test binary act as lanmirror when started by
+// htStartBinary, so the tests run the real command (main, cobra, serve,
+// signals) in a process of its own without a separate build.
+const htExecMain = "LANMIRROR_HTTPD_TEST_EXEC_MAIN"
+
+func init() {
+	if os.Getenv(htExecMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+}
+
+// htBinary returns the program to run as lanmirror: this test binary
+// (see htExecMain).
 func htBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "lanmirror")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
+	exe, err := os.Executable()
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return bin
+	return exe
 }
 
 // htStartBinary starts `lanmirror serve` and waits until addr accepts
@@ -456,6 +480,7 @@ func htBinary(t *testing.T) string {
 func htStartBinary(t *testing.T, bin, addr string, args ...string) *htProc {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--http", addr, "--rsync", ""}, args...)...)
+	cmd.Env = append(os.Environ(), htExecMain+"=1")
 	var out htLog
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -496,9 +521,6 @@ type htProc struct {
 // failure, nothing partial is kept, and after a restart the file is
 // fetched correctly.
 func TestHTTPRestartAfterKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	bin := htBinary(t)
 	up := newHTUpstream(t)
 	data := htData(4_000_000, 5)
@@ -693,5 +715,108 @@ func TestHTTPBinhostUpstreamPackages(t *testing.T) {
 	r := htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "If-Modified-Since: Tue, 02 Jan 2024 03:04:05 GMT", srv.url+"/binpkgs/Packages")
 	if strings.TrimSpace(r.out) != "304" {
 		t.Fatalf("Packages If-Modified-Since: %q", r.out)
+	}
+}
+
+// htTree writes an ebuild repository whose Manifest has DIST entries for
+// the given files.
+func htTree(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	tree := t.TempDir()
+	pkg := filepath.Join(tree, "app-misc", "foo")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(tree, "metadata"), 0o755)
+	os.WriteFile(filepath.Join(tree, "metadata", "timestamp.chk"), []byte("Tue, 24 Nov 2026 12:00:00 +0000\n"), 0o644)
+	var m strings.Builder
+	for name, data := range files {
+		b2 := blake2b.Sum512(data)
+		s5 := sha512.Sum512(data)
+		fmt.Fprintf(&m, "DIST %s %d BLAKE2B %x SHA512 %x\n", name, len(data), b2, s5)
+	}
+	os.WriteFile(filepath.Join(pkg, "foo-1.ebuild"), []byte("EAPI=8\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(pkg, "Manifest"), []byte(m.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// Fetch-through with Portage's FETCHCOMMAND as client-config prints it:
+// a distfile on no mirror is fetched from its https origin (certificate
+// checked against SSL_CERT_FILE), verified against the Manifest, cached;
+// a corrupt origin copy is refused and not cached; a name with no DIST
+// entry is refused with 403; an untrusted certificate fails the fetch.
+func TestHTTPFetchThroughHTTPSOrigin(t *testing.T) {
+	if distVerifier == nil {
+		t.Skip("no DIST verifier wired into serve (distVerifier hook of the gentoo wiring)")
+	}
+	good := htData(120_000, 8)
+	want := htData(50_000, 9)
+	bad := append([]byte(nil), want...)
+	bad[1000] ^= 0xff
+	tree := htTree(t, map[string][]byte{"good-1.tar.gz": good, "corrupt-1.tar.gz": want})
+	mirror := newHTUpstream(t) // has none of the files
+	origin := newHTUpstreamTLS(t)
+	origin.put("/files/good-1.tar.gz", good)
+	origin.put("/files/corrupt-1.tar.gz", bad)
+	origin.put("/files/unknown-1.tar.gz", good)
+	certPEM := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.ts.Certificate().Raw}), 0o644)
+	originHost := strings.TrimPrefix(origin.ts.URL, "https://")
+
+	bin := htBinary(t)
+	dataDir := t.TempDir()
+	addr := htFreeAddr(t)
+	args := []string{"--data", dataDir, "--mirror", mirror.ts.URL, "--tree", tree, "--proxy-allow-host", originHost}
+	t.Setenv("SSL_CERT_FILE", certPEM) // inherited by the server process
+	htStartBinary(t, bin, addr, args...)
+
+	dir := t.TempDir()
+	fetch := func(name, uri string) htResult {
+		file := name + ".__download__"
+		return htRun(t, dir, nil, "wget", "--no-config", "-t", "3", "-T", "60", "--passive-ftp", "-O", filepath.Join(dir, file),
+			"http://"+addr+"/fetch/"+file+"?uri="+uri)
+	}
+	// The DIST index is built in the background: retry for a while.
+	var r htResult
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r = fetch("good-1.tar.gz", origin.ts.URL+"/files/good-1.tar.gz?mirror=no&x=1")
+		if r.code == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "good-1.tar.gz.__download__")), good) {
+		t.Fatalf("fetch-through from the https origin: %d\n%s", r.code, r.out)
+	}
+	if got := htReadFile(t, filepath.Join(dataDir, "distfiles", "good-1.tar.gz")); !bytes.Equal(got, good) {
+		t.Fatal("fetched file not cached")
+	}
+	if r := fetch("corrupt-1.tar.gz", origin.ts.URL+"/files/corrupt-1.tar.gz"); r.code == 0 {
+		t.Fatalf("corrupt origin copy served:\n%s", r.out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "distfiles", "corrupt-1.tar.gz")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("corrupt copy cached: %v", err)
+	}
+	r = htRun(t, dir, nil, "curl", "-sS", "-w", "\n%{http_code}", "http://"+addr+"/fetch/unknown-1.tar.gz?uri="+origin.ts.URL+"/files/unknown-1.tar.gz")
+	if !strings.HasSuffix(r.out, "403") || !strings.Contains(r.out, "no DIST entry") {
+		t.Fatalf("unknown name: %q", r.out)
+	}
+	if n := origin.count("/files/unknown-1.tar.gz"); n != 0 {
+		t.Fatalf("origin of an unknown name contacted %d times", n)
+	}
+
+	// Without the test CA the origin's certificate is not trusted.
+	t.Setenv("SSL_CERT_FILE", filepath.Join(t.TempDir(), "none.pem"))
+	addr2 := htFreeAddr(t)
+	htStartBinary(t, bin, addr2, "--data", t.TempDir(), "--mirror", mirror.ts.URL, "--tree", tree, "--proxy-allow-host", originHost)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r = htRun(t, dir, nil, "curl", "-sS", "-w", "\n%{http_code}", "http://"+addr2+"/fetch/good-1.tar.gz?uri="+origin.ts.URL+"/files/good-1.tar.gz")
+		if !strings.Contains(r.out, "no DIST entry") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.HasSuffix(r.out, "502") || !strings.Contains(r.out, "certificate") {
+		t.Fatalf("untrusted certificate: %q", r.out)
 	}
 }

@@ -24,7 +24,9 @@ import (
 // it against the Manifest and caches it. The origin is fetched only for
 // names the tree has a DIST entry for (--tree), so the route is no open
 // proxy: other names are served from the cache and the mirrors only, and
-// get 403 with the reason when those do not have them.
+// get 403 with the reason when those do not have them. A uri ending in
+// "/distfiles/layout.conf" (Portage reading a mirror's layout through
+// FETCHCOMMAND) gets lanmirror's own layout.conf.
 //
 // Client settings (make.conf; Portage splits the command into words
 // before it substitutes the variables, so ${URI} stays one word even with
@@ -50,6 +52,14 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, segs []strin
 		textError(w, http.StatusBadRequest, fmt.Sprintf("400 bad request: %v\n", err))
 		return
 	}
+	if uri != nil && strings.HasSuffix(uri.Path, "/distfiles/layout.conf") {
+		// Portage reads each mirror's layout.conf through FETCHCOMMAND
+		// (as ${FILE} .layout.conf.<host>). lanmirror answers every
+		// distfile by name whatever the path, so its own layout.conf
+		// is the right answer for any mirror.
+		s.serveLayoutConf(w, r)
+		return
+	}
 	var known bool
 	if s.opt.Verifier != nil {
 		_, known = s.opt.Verifier.Lookup(name)
@@ -61,6 +71,8 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, segs []strin
 		refusal = "no uri= given"
 	case uri.Scheme != "http" && uri.Scheme != "https":
 		refusal = fmt.Sprintf("origin scheme %q is not fetched (http and https only)", uri.Scheme)
+	case s.isSelf(r, uri):
+		refusal = "the uri names this server"
 	case !known:
 		refusal = fmt.Sprintf("origin fetch refused: the tree has no DIST entry for %s (lanmirror fetches client-given URIs only for distfiles its Manifests list)", name)
 	default:

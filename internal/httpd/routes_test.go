@@ -525,3 +525,22 @@ type errTimeout struct{}
 
 func (errTimeout) Error() string { return "i/o timeout" }
 func (errTimeout) Timeout() bool { return true }
+
+// Portage reads a mirror's layout.conf through FETCHCOMMAND, and proxy
+// clients may send requests for this server itself in absolute form.
+func TestFetchLayoutConfAndSelfProxy(t *testing.T) {
+	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}})
+	code, body := e.status(e.url + "/fetch/.layout.conf.ws1?uri=http://ws1:8080/distfiles/layout.conf")
+	if code != 200 || body != defaultLayoutConf {
+		t.Fatalf("layout.conf through fetch: %d %q", code, body)
+	}
+	// Absolute-form request naming this server: served by the local
+	// routes (the status page), not refused as a loopback destination.
+	code, body = e.status("-x", e.url, e.url+"/")
+	if code != 200 || !strings.Contains(body, "uptime") {
+		t.Fatalf("self through the proxy: %d %q", code, body)
+	}
+	if calls := e.cache.callList(); len(calls) != 0 {
+		t.Fatalf("cache calls: %v", calls)
+	}
+}
