@@ -199,7 +199,8 @@ func inflateRun(data, window []byte) ([]byte, error) {
 // decodeZstd decodes a session's zstd token stream. The compressed
 // bytes of the whole session form one zstd frame that never ends; at
 // every record the receiver must be able to decode all the data before
-// it, so the decoder is run on each such prefix.
+// it, so the decoder is run on each such prefix (klauspost's, for
+// speed); with useCLI the whole stream is also decoded by libzstd.
 func decodeZstd(b []byte, files int, useCLI bool) ([][]op, error) {
 	s := &stream{r: bytes.NewReader(b)}
 	var all []byte // compressed bytes so far
@@ -220,7 +221,7 @@ func decodeZstd(b []byte, files int, useCLI bool) ([][]op, error) {
 				continue
 			}
 			if fresh {
-				d, err := unzstd(all, useCLI)
+				d, err := unzstd(all, false)
 				if err != nil {
 					return nil, fmt.Errorf("file %d: %w", f, err)
 				}
@@ -242,6 +243,16 @@ func decodeZstd(b []byte, files int, useCLI bool) ([][]op, error) {
 	}
 	if s.r.Len() != 0 {
 		return nil, fmt.Errorf("%d bytes after the last file", s.r.Len())
+	}
+	if useCLI && len(all) > 0 {
+		// libzstd, which stock rsync uses, must decode the same.
+		d, err := unzstd(all, true)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(d, decoded) {
+			return nil, fmt.Errorf("libzstd decodes %d bytes, klauspost %d", len(d), len(decoded))
+		}
 	}
 	return out, nil
 }
