@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/lanmirror/lanmirror/internal/acl"
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/rsync/daemon"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	addCommand(func() *cobra.Command {
+		cfg := &config.Serve{}
+		cmd := &cobra.Command{
+			Use:   "check-config",
+			Short: "load the serve settings and rsyncd.conf, print the effective rsync modules and any warnings",
+			Long: `check-config takes the same flags as serve, loads everything serve would load
+(--rsyncd-conf, --rsync-module, --tree, --allow, --alias...) without binding
+any port, prints the effective rsync daemon settings and modules and the
+warnings, and exits non-zero when serve would refuse to start.`,
+			Example: "  lanmirror check-config --rsyncd-conf /etc/rsyncd.conf",
+			Args:    cobra.NoArgs,
+		}
+		finish := serveFlags(cmd.Flags(), cfg)
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+			if err := finish(); err != nil {
+				return err
+			}
+			return checkConfig(cmd.OutOrStdout(), cfg)
+		}
+		return cmd
+	})
+}
+
+// checkConfig prints the effective configuration; it returns an error
+// when something would stop serve.
+func checkConfig(w io.Writer, cfg *config.Serve) error {
+	var problems []string
+	if len(cfg.Allow) > 0 {
+		if _, err := acl.Parse(cfg.Allow...); err != nil {
+			problems = append(problems, fmt.Sprintf("--allow: %v", err))
+		}
+	}
+	for _, a := range cfg.Aliases {
+		if fi, err := os.Stat(a.Dir); err != nil || !fi.IsDir() {
+			fmt.Fprintf(w, "warning: alias /%s/: %s is not a readable directory\n", a.Name, a.Dir)
+		}
+	}
+	if cfg.HTTPAddr != "" {
+		fmt.Fprintf(w, "http: listen %s\n", cfg.HTTPAddr)
+	} else {
+		fmt.Fprintln(w, "http: disabled")
+	}
+	if !rsyncEnabled(cfg) {
+		if cfg.RsyncAddr == "" {
+			fmt.Fprintln(w, "rsync: disabled (--rsync '')")
+		} else {
+			fmt.Fprintln(w, "rsync: disabled (no module: give --rsyncd-conf, --rsync-module or --tree)")
+		}
+		return reportConfig(w, problems)
+	}
+	s, err := loadRsyncSetup(cfg)
+	if err != nil {
+		problems = append(problems, err.Error())
+		return reportConfig(w, problems)
+	}
+	if _, err := daemon.New(daemon.Config{Modules: s.modules}); err != nil {
+		problems = append(problems, err.Error())
+	}
+	uid, gid, named, err := rsyncIdentity(s.modules)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	fmt.Fprintf(w, "rsync: listen %s\n", s.addr)
+	if s.conf != nil {
+		fmt.Fprintf(w, "  %-12s%s\n", "config", s.conf.File)
+	}
+	if s.pidFile != "" {
+		fmt.Fprintf(w, "  %-12s%s\n", "pid file", s.pidFile)
+	}
+	if s.motd != "" {
+		fmt.Fprintf(w, "  %-12s%d lines\n", "motd", strings.Count(s.motd, "\n")+1)
+	}
+	if named {
+		fmt.Fprintf(w, "  %-12suid %s, gid %s (applied when started as root)\n", "user", dashIfEmpty(uid), dashIfEmpty(gid))
+		if _, err := lookupIdentity(uid, gid); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	for _, m := range s.modules {
+		fmt.Fprintf(w, "module %s\n", m.Name)
+		fmt.Fprintf(w, "  %-12s%s\n", "path", m.Path)
+		fmt.Fprintf(w, "  %-12s%s\n", "comment", dashIfEmpty(m.Comment))
+		fmt.Fprintf(w, "  %-12s%s\n", "exclude", dashIfEmpty(strings.Join(m.Exclude, " ")))
+		fmt.Fprintf(w, "  %-12s%s\n", "hosts allow", dashIfEmpty(strings.Join(m.HostsAllow, " ")))
+		fmt.Fprintf(w, "  %-12s%s\n", "hosts deny", dashIfEmpty(strings.Join(m.HostsDeny, " ")))
+		maxConn := "unlimited"
+		switch {
+		case m.MaxConnections < 0:
+			maxConn = "module disabled"
+		case m.MaxConnections > 0:
+			maxConn = fmt.Sprint(m.MaxConnections)
+		}
+		fmt.Fprintf(w, "  %-12s%s\n", "max conn", maxConn)
+		fmt.Fprintf(w, "  %-12s%s\n", "listed", yesNoWord(m.List))
+		timeout := "none"
+		if m.Timeout > 0 {
+			timeout = m.Timeout.String()
+		}
+		fmt.Fprintf(w, "  %-12s%s\n", "timeout", timeout)
+	}
+	for _, warn := range s.warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	return reportConfig(w, problems)
+}
+
+// reportConfig prints the errors and turns them into the command's result.
+func reportConfig(w io.Writer, problems []string) error {
+	if len(problems) == 0 {
+		fmt.Fprintln(w, "configuration OK")
+		return nil
+	}
+	for _, p := range problems {
+		fmt.Fprintf(w, "error: %s\n", p)
+	}
+	return errors.New("configuration has errors")
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNoWord(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
