@@ -185,7 +185,7 @@ func worldReadableDir(t *testing.T) string {
 	return d
 }
 
-// TestServeRsyncBinary runs the built binary: `lanmirror serve --http ''
+// TestServeRsyncBinary runs the built binary: `lanmirror serve --http ”
 // --rsyncd-conf FILE` against the stock rsync client.
 func TestServeRsyncBinary(t *testing.T) {
 	if _, err := exec.LookPath("rsync"); err != nil {
