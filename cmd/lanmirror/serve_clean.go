@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/distcache"
+	"github.com/lanmirror/lanmirror/internal/evict"
+	"github.com/lanmirror/lanmirror/internal/gentoo"
+)
+
+// defaultCleanInterval is how often the daemon cleans when only a size cap
+// is set.
+const defaultCleanInterval = time.Hour
+
+// indexWait bounds how long the first cleaning waits for the tree index.
+const indexWait = 5 * time.Minute
+
+func init() {
+	addComponent(component{
+		name:    "clean",
+		enabled: cleanEnabled,
+		open:    openClean,
+	})
+}
+
+// cleanEnabled: the daemon cleans when an interval or a size cap is set.
+func cleanEnabled(cfg *config.Serve) bool { return cfg.CleanInterval > 0 || cfg.MaxCache > 0 }
+
+// openClean returns the periodic cleaner: a first pass once the tree index
+// is ready (or after indexWait), then one every CleanInterval. Each pass
+// removes unreferenced distfiles unused for the grace period (when a tree
+// is indexed) and enforces --max-cache, least recently served first, as
+// lanmirror clean does.
+func openClean(_ context.Context, env *serveEnv) (func(context.Context) error, error) {
+	store, err := env.distStore()
+	if err != nil {
+		return nil, err
+	}
+	interval := env.cfg.CleanInterval
+	if interval <= 0 {
+		interval = defaultCleanInterval
+	}
+	ti := serveTreeIndex(env)
+	return func(ctx context.Context) error {
+		if ti != nil {
+			wait, cancel := context.WithTimeout(ctx, indexWait)
+			select {
+			case <-ti.Ready():
+			case <-wait.Done():
+			}
+			cancel()
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if ctx.Err() != nil {
+				return nil
+			}
+			cleanPass(ctx, env, store, ti)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	}, nil
+}
+
+// cleanPass runs one cleaning and logs what it did.
+func cleanPass(ctx context.Context, env *serveEnv, store *distcache.Store, ti *gentoo.TreeIndex) {
+	pol := evict.Policy{MaxSize: env.cfg.MaxCache, Grace: defaultGrace}
+	if ti != nil {
+		switch idx := ti.Current(); {
+		case idx == nil:
+			env.log.Warn("clean: tree not indexed yet; unreferenced distfiles are kept this time", "tree", ti.Path())
+		default:
+			ref, err := referencedBy(idx)
+			if err != nil {
+				env.log.Warn("clean: unreferenced distfiles are kept", "err", err)
+			}
+			pol.Referenced = ref
+		}
+	}
+	if pol.Referenced == nil && pol.MaxSize == 0 {
+		return
+	}
+	start := time.Now()
+	res, err := evict.Clean(ctx, store, pol, false)
+	for _, v := range res.Victims {
+		env.log.Info("clean: removing", "name", v.Name, "size", v.Size, "reason", v.Reason, "last_use", v.LastUse())
+	}
+	if err != nil && ctx.Err() == nil {
+		env.log.Warn("clean failed", "err", err)
+	}
+	if res.Removed > 0 || err != nil {
+		env.log.Info("cache cleaned", "removed", res.Removed, "freed", formatBytes(res.RemovedBytes),
+			"size", formatBytes(res.Before-res.RemovedBytes), "max", formatBytes(env.cfg.MaxCache), "took", time.Since(start).Round(time.Millisecond))
+	}
+}
