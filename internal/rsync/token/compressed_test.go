@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 )
 
@@ -437,4 +439,29 @@ func FuzzSessions(f *testing.F) {
 		}
 		checkSession(t, "zstd", -1, 31, files)
 	})
+}
+
+// TestNoGoroutines: writers start no goroutines, so a session that ends
+// (even without a final End) leaks nothing.
+func TestNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r := rand.New(rand.NewPCG(4, 4))
+	data := textData(r, 300000)
+	for _, c := range []string{"zlib", "zlibx", "zstd"} {
+		for i := 0; i < 5; i++ {
+			w, err := NewWriter(io.Discard, c, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Literal(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Match(0, data[:1000]); err != nil {
+				t.Fatal(err)
+			}
+			if n := runtime.NumGoroutine(); n > before {
+				t.Fatalf("%s: %d goroutines running, %d before", c, n, before)
+			}
+		}
+	}
 }
