@@ -80,6 +80,8 @@ type Cache struct {
 	mu      sync.Mutex
 	snap    *snapshot
 	checked time.Time
+
+	prepared preparedSet // encoded lists shared by identical requests
 }
 
 // snapshot is an immutable scan of the whole module.
@@ -337,10 +339,14 @@ func (c *Cache) Select(ctx context.Context, req Request) (*List, error) {
 		}
 		out = append(out, fs...)
 	}
+	// The scan is already in protocol 29+ order; sorting is needed below
+	// 29 or when several paths were merged (checking is much cheaper).
+	cmp := Compare
 	if req.Protocol < 29 {
-		slices.SortStableFunc(out, func(a, b *File) int { return strings.Compare(a.Name, b.Name) })
-	} else {
-		slices.SortStableFunc(out, func(a, b *File) int { return Compare(a, b) })
+		cmp = func(a, b *File) int { return strings.Compare(a.Name, b.Name) }
+	}
+	if !slices.IsSortedFunc(out, cmp) {
+		slices.SortStableFunc(out, cmp)
 	}
 	out = dedupe(out)
 	return &List{Files: out}, nil

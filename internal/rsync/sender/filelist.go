@@ -84,13 +84,9 @@ func (s *session) buildList(ctx context.Context) ([]*flist.File, error) {
 	}
 	files := make([]*flist.File, 0, len(l.Files))
 	for _, f := range l.Files {
-		switch {
-		case f.IsLink() && !s.o.Links:
-			continue // stock rsync skips symlinks without -l
-		case f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir:
-			continue
+		if s.keep(f) {
+			files = append(files, f)
 		}
-		files = append(files, f)
 	}
 	return files, nil
 }
@@ -107,10 +103,39 @@ func (s *session) reportMissing(p string, err error) {
 	s.log.Info("rsync source path not sent", "path", p, "err", err)
 }
 
+// keep tells whether a selected entry goes into the list: stock rsync
+// skips symlinks without -l, and directories without -r or -d (except
+// the top one).
+func (s *session) keep(f *flist.File) bool {
+	switch {
+	case f.IsLink() && !s.o.Links:
+		return false
+	case f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir:
+		return false
+	}
+	return true
+}
+
+// isModuleRoot tells whether the client asked for the whole module.
+func isModuleRoot(paths []string) bool {
+	if len(paths) != 1 {
+		return false
+	}
+	p := strings.TrimRight(paths[0], "/")
+	return p == "" || p == "."
+}
+
 // sendFileList builds and sends the file list, the id lists and the
 // io_error word as the negotiated protocol expects.
 func (s *session) sendFileList(ctx context.Context) error {
 	start := time.Now()
+	eo := s.encodeOptions()
+	paths := stripModule(s.o.Paths, s.cfg.ModuleName)
+	if s.cfg.Lists != nil && !s.o.Checksum && isModuleRoot(paths) {
+		// The common case (every emerge --sync): the whole module with
+		// the same options as other clients; share the encoded list.
+		return s.sendPrepared(ctx, paths, eo, start)
+	}
 	files, err := s.buildList(ctx)
 	if err != nil {
 		return err
@@ -127,19 +152,6 @@ func (s *session) sendFileList(ctx context.Context) error {
 	// From 30 an io_error travels in the end-of-list marker only with
 	// the safe file list; otherwise as MSG_IO_ERROR after the list.
 	safe := proto >= 31 || s.compat&cfSafeFlist != 0
-	eo := flist.EncodeOptions{
-		Protocol:     proto,
-		VarintFlags:  s.varint,
-		Perms:        s.o.Perms,
-		Times:        s.o.Times,
-		Links:        s.o.Links,
-		UIDs:         s.o.Owner,
-		GIDs:         s.o.Group,
-		NumericIDs:   s.o.NumericIDs,
-		OmitDirTimes: s.o.OmitDirTimes,
-		Recursive:    s.o.Recursive,
-		ID0Names:     s.compat&cfID0Names != 0,
-	}
 	if proto < 30 || (s.varint && safe) {
 		eo.IOError = s.ioError
 	}
@@ -179,4 +191,49 @@ func (s *session) listChecksum(f *flist.File) ([]byte, error) {
 		return make([]byte, s.fileSum.Len()), nil
 	}
 	return h.Sum(nil), nil
+}
+
+// encodeOptions returns the list encoding the session negotiated.
+func (s *session) encodeOptions() flist.EncodeOptions {
+	return flist.EncodeOptions{
+		Protocol:     s.cfg.Protocol,
+		VarintFlags:  s.varint,
+		Perms:        s.o.Perms,
+		Times:        s.o.Times,
+		Links:        s.o.Links,
+		UIDs:         s.o.Owner,
+		GIDs:         s.o.Group,
+		NumericIDs:   s.o.NumericIDs,
+		OmitDirTimes: s.o.OmitDirTimes,
+		Recursive:    s.o.Recursive,
+		ID0Names:     s.compat&cfID0Names != 0,
+	}
+}
+
+// sendPrepared sends the module's shared, already encoded list for the
+// session's options and rules.
+func (s *session) sendPrepared(ctx context.Context, paths []string, eo flist.EncodeOptions, start time.Time) error {
+	rules, err := filter.Parse(s.rules, s.cfg.Protocol)
+	if err != nil {
+		return fmt.Errorf("invalid filter rules: %w", err)
+	}
+	req := flist.Request{Paths: paths, Recursive: s.o.Recursive, Links: s.o.Links, Rules: rules, Protocol: s.cfg.Protocol}
+	key := fmt.Sprintf("%+v|%v|%v|%q", eo, s.o.Dirs, s.o.ListOnly, s.rules)
+	p, err := s.cfg.Lists.Prepare(ctx, req, key, s.keep, eo)
+	if err != nil {
+		return err
+	}
+	s.files = p.Files
+	s.st.TotalSize = p.TotalSize
+	s.buildMs = max(time.Since(start).Milliseconds(), 1)
+	start = time.Now()
+	if _, err := s.out.Write(p.Encoded); err != nil {
+		return fmt.Errorf("send file list: %w", err)
+	}
+	if err := s.out.Flush(); err != nil {
+		return err
+	}
+	s.xferMs = time.Since(start).Milliseconds()
+	s.log.Debug("shared file list sent", "files", len(p.Files), "bytes", len(p.Encoded), "build_ms", s.buildMs)
+	return nil
 }
