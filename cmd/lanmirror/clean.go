@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -97,9 +98,15 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 // referencedBy turns a DIST index into the policy's Referenced test. An
 // index without any DIST entry is refused: it would make every cached file
 // unreferenced (a wrong --tree must not empty the cache).
+//
+// A tree that is gone by now (a snapshot pruned while it was read) is
+// refused too: its index may be partial.
 func referencedBy(idx *gentoo.DistIndex) (func(string) bool, error) {
 	if idx.Len() == 0 {
 		return nil, fmt.Errorf("tree %s has no DIST entries; refusing to treat every cached file as unreferenced", idx.Root())
+	}
+	if _, err := os.Stat(idx.Root()); err != nil {
+		return nil, fmt.Errorf("tree %s vanished while it was indexed; refusing to use a partial index: %w", idx.Root(), err)
 	}
 	return idx.Has, nil
 }
