@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -528,5 +529,84 @@ func TestFetchPathWithSpaces(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "ünïcode file")); err != nil || string(b) != "utf-8 name\n" {
 		t.Fatalf("got %q %v", b, err)
+	}
+}
+
+func TestMaxClientsOverall(t *testing.T) {
+	ts := startServer(t, Config{Modules: []config.Module{mod("m", t.TempDir())}, MaxClients: 1})
+	hold := dialRaw(t, ts.addr)
+	hold.expectPrefix("@RSYNCD: 31.0")
+	res := runRsync(t, rsyncTimeout, "rsync://127.0.0.1:"+ts.port+"/")
+	if res.err == nil || !strings.Contains(res.stderr, "@ERROR: max connections (1) reached -- try again later") {
+		t.Fatalf("want overall limit error, got %v %q", res.err, res.stderr)
+	}
+	hold.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := runRsync(t, rsyncTimeout, "rsync://127.0.0.1:"+ts.port+"/")
+		if res.err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot not freed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	e, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(e)
+}
+
+func TestNoLeaksAfterBadAndGoodClients(t *testing.T) {
+	dir := portageTree(t)
+	m := mod("m", dir)
+	m.HostsDeny = []string{"127.0.0.2"}
+	m.Exclude = []string{"/distfiles", "/packages"}
+	ts := startServer(t, Config{Modules: []config.Module{m}, HandshakeTimeout: 2 * time.Second})
+	// Warm up: the first session opens the module tree (kept open).
+	if res := runRsync(t, rsyncTimeout, "-a", "rsync://127.0.0.1:"+ts.port+"/m/", t.TempDir()+"/"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	fds, gs := openFDs(t), runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		c := dialRaw(t, ts.addr)
+		c.expectPrefix("@RSYNCD: ")
+		switch i % 5 {
+		case 0:
+			c.send("garbage\n")
+		case 1:
+			c.send("@RSYNCD: 31.0\nnope\n")
+		case 2:
+			c.send("@RSYNCD: 31.0\nm\n--server\x00--sender\x00-Hr\x00.\x00m/\x00\x00")
+		case 3:
+			c.send("@RSYNCD: 31.0\nm\n--server\x00--sender\x00-r") // then vanish
+		case 4:
+			c.send("@RSYNCD: 30.0\nm\n--server\x00--sender\x00-re.iLsfxCIvu\x00.\x00m/\x00\x00\xff\xff\xff\xff")
+		}
+		c.conn.Close()
+	}
+	if res := runRsync(t, rsyncTimeout, "-a", "rsync://127.0.0.1:"+ts.port+"/m/", t.TempDir()+"/"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, g := openFDs(t), runtime.NumGoroutine()
+		if f <= fds && g <= gs {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("leak: fds %d -> %d, goroutines %d -> %d\n%s", fds, f, gs, g, buf[:n])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

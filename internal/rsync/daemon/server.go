@@ -28,6 +28,9 @@ const (
 	// DefaultShutdownGrace is how long running sessions may continue
 	// after shutdown starts.
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultMaxClients bounds the connections served at once, all
+	// modules and handshakes included.
+	DefaultMaxClients = 512
 )
 
 // SessionFunc runs one session after the daemon has read the arguments.
@@ -56,6 +59,9 @@ type Config struct {
 	// ShutdownGrace is how long sessions may run on after the server's
 	// context ends; 0: DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// MaxClients bounds the connections served at once; more are told to
+	// try again later. 0: DefaultMaxClients.
+	MaxClients int
 	// Session runs a session; nil: sender.Run.
 	Session SessionFunc
 }
@@ -68,6 +74,7 @@ type Server struct {
 	order   []*module
 	session SessionFunc
 	wg      sync.WaitGroup
+	slots   chan struct{} // one per connection being served
 }
 
 // New checks the modules and returns a Server for them. Module paths are
@@ -84,6 +91,10 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.ShutdownGrace <= 0 {
 		s.cfg.ShutdownGrace = DefaultShutdownGrace
 	}
+	if s.cfg.MaxClients <= 0 {
+		s.cfg.MaxClients = DefaultMaxClients
+	}
+	s.slots = make(chan struct{}, s.cfg.MaxClients)
 	if s.session == nil {
 		s.session = func(ctx context.Context, conn ReadWriteDeadliner, c sender.Config) (sender.Stats, error) {
 			return sender.Run(ctx, conn, c)
@@ -141,9 +152,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.refuseBusy(conn)
+			}()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer func() { <-s.slots }()
 			s.serveConn(ctx, sessCtx, conn)
 		}()
 	}
@@ -156,6 +178,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.New("rsync daemon: listener closed")
 	}
 	return err
+}
+
+// refuseBusy answers a connection beyond MaxClients and closes it.
+func (s *Server) refuseBusy(conn net.Conn) {
+	defer conn.Close()
+	s.log.Warn("rsync client refused: too many connections", "client", conn.RemoteAddr().String(), "max", s.cfg.MaxClients)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(conn, "%s%d.%d %s\n@ERROR: max connections (%d) reached -- try again later\n",
+		greetingPrefix, ProtocolVersion, subprotocol, strings.Join(greetingDigests(), " "), s.cfg.MaxClients)
+	lingerClose(conn)
 }
 
 // ServeConn serves one client connection and closes it. The handshake
