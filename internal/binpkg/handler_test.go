@@ -248,15 +248,29 @@ func TestDiskPackagesServedWhenFresh(t *testing.T) {
 	}
 
 	// A package rewritten after the index: the on-disk index is stale, a
-	// generated one is served, with a TIMESTAMP above the stale one's.
-	writeFile(t, dir, testPkgs[0].path, xpakPackage(t, testPkgs[0].md), time.Now())
+	// generated one is served, with a TIMESTAMP above the stale one's, the
+	// new MTIME, and the stale index's header (the build host's settings).
+	newTime := time.Now().Truncate(time.Second)
+	writeFile(t, dir, testPkgs[0].path, xpakPackage(t, testPkgs[0].md), newTime)
 	w = do(h, "GET", "/Packages")
-	if strings.Contains(w.Body.String(), "ARCH: amd64") {
+	if w.Body.String() == own {
 		t.Fatal("stale on-disk Packages served")
 	}
 	ix := parseIndex(t, w.Body.Bytes())
 	if len(ix.Packages) != len(testPkgs) {
 		t.Errorf("%d packages in regenerated index", len(ix.Packages))
+	}
+	old := parseIndex(t, []byte(own))
+	if ts, _ := strconv.ParseInt(ix.Header["TIMESTAMP"], 10, 64); ts <= mustAtoi(t, old.Header["TIMESTAMP"]) {
+		t.Errorf("TIMESTAMP %d not above the stale index's %s", ts, old.Header["TIMESTAMP"])
+	}
+	if ix.Header["ARCH"] != "amd64" {
+		t.Errorf("header of the stale index not kept: %v", ix.Header)
+	}
+	for _, e := range ix.Packages {
+		if e["PATH"] == testPkgs[0].path && e["MTIME"] != strconv.FormatInt(newTime.Unix(), 10) {
+			t.Errorf("MTIME %s, want %d", e["MTIME"], newTime.Unix())
+		}
 	}
 	if wz := do(h, "GET", "/Packages.gz"); !bytes.Equal(gunzip(t, wz.Body.Bytes()), w.Body.Bytes()) {
 		t.Error("Packages.gz differs from the generated Packages")
@@ -355,6 +369,15 @@ func TestTraversalRefused(t *testing.T) {
 			t.Errorf("curl %s: %d %q", p, code, out)
 		}
 	}
+}
+
+func mustAtoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func lookCurl(t *testing.T) string {

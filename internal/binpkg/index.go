@@ -49,6 +49,7 @@ type diskIndex struct {
 	mtime     time.Time
 	files     map[string]pkgFile // the package files it lists
 	timestamp string             // its header TIMESTAMP
+	header    gentoo.PackageFields
 	// The last freshness decision and the directory state it was made for.
 	freshFor [sha256.Size]byte
 	fresh    bool
@@ -156,6 +157,7 @@ func (x *indexer) parseDisk(st fs.FileInfo) diskIndex {
 		return d
 	}
 	d.timestamp = ix.Header[gentoo.PkgKeyTimestamp]
+	d.header = ix.Header
 	for _, e := range ix.Packages {
 		p := e[gentoo.PkgKeyPath]
 		if p == "" {
@@ -198,9 +200,17 @@ func (x *indexer) diskFresh() bool {
 }
 
 // generate builds the index from the package files, reusing entries already
-// generated or listed in the on-disk Packages for unchanged files.
+// generated or listed in the on-disk Packages for unchanged files. The
+// header keeps what a (stale) on-disk index says of the build host (ARCH,
+// CHOST, USE_EXPAND..., inherited by entries that lack them, as Portage
+// does).
 func (x *indexer) generate() error {
 	ix := &gentoo.PackagesIndex{Header: gentoo.PackageFields{}}
+	if x.disk.err == nil {
+		for k, v := range x.disk.header {
+			ix.Header[k] = v
+		}
+	}
 	keep := make(map[string]cached, len(x.state.files))
 	for _, f := range x.state.files {
 		e := x.entry(f)
