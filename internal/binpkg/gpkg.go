@@ -28,6 +28,9 @@ const (
 	gpkgMarker = "gpkg-1"
 	// maxMetadataTar bounds the decompressed metadata archive scanned.
 	maxMetadataTar = 256 << 20
+	// maxZstdWindow bounds the zstd window (memory) a metadata stream may
+	// ask for; zstd uses at most 8 MiB below level 20 without --long.
+	maxZstdWindow = 128 << 20
 )
 
 // ErrNotGpkg means the archive is not a gpkg (no gpkg-1 marker or no
@@ -91,7 +94,7 @@ func readMetadataTar(r io.Reader, ext string, want func(string) bool) (map[strin
 	case ".bz2":
 		dr = bzip2.NewReader(r)
 	case ".zst":
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, fmt.Errorf("gpkg metadata: %w", err)
 		}
