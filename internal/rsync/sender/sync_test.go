@@ -349,3 +349,62 @@ func TestCompressChoicesDelta(t *testing.T) {
 		}
 	}
 }
+
+// TestSubtreesAndFilters asks for a subdirectory, the module without a
+// trailing slash, several paths at once, and client include/exclude
+// rules, comparing with what the stock client should have created.
+func TestSubtreesAndFilters(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 40)
+	srv := startServer(t, src, true)
+	host := strings.TrimSuffix(srv.url(), "mod/")
+
+	// A subdirectory's contents.
+	dst := t.TempDir()
+	syncOnce(t, srv, dst, "-rlpt")
+	sub := t.TempDir()
+	out, err := rsyncCmd(t, "-rlpt", srv.url()+"profiles/", sub+"/")
+	if err != nil || srv.sessionErr() != nil {
+		t.Fatalf("subdirectory: %v\n%s", err, out)
+	}
+	compareTrees(t, filepath.Join(src, "profiles"), sub, true)
+
+	// The module named without a slash: its contents.
+	whole := t.TempDir()
+	out, err = rsyncCmd(t, "-rlpt", host+"mod", whole+"/")
+	if err != nil || srv.sessionErr() != nil {
+		t.Fatalf("module without slash: %v\n%s", err, out)
+	}
+	compareTrees(t, src, whole, true)
+
+	// Two paths: a directory (kept by name) and a file.
+	two := t.TempDir()
+	out, err = rsyncCmd(t, "-rlpt", srv.url()+"metadata", srv.url()+"Manifest", two+"/")
+	if err != nil || srv.sessionErr() != nil {
+		t.Fatalf("two paths: %v\n%s", err, out)
+	}
+	compareTrees(t, filepath.Join(src, "metadata"), filepath.Join(two, "metadata"), true)
+	if b, _ := os.ReadFile(filepath.Join(two, "Manifest")); string(b) != "MANIFEST top\n" {
+		t.Errorf("Manifest not sent with the directory: %q", b)
+	}
+
+	// Only *.ebuild files, all directories.
+	eb := t.TempDir()
+	out, err = rsyncCmd(t, "-rlpt", "--include=*/", "--include=*.ebuild", "--exclude=*", srv.url(), eb+"/")
+	if err != nil || srv.sessionErr() != nil {
+		t.Fatalf("filters: %v\n%s", err, out)
+	}
+	n := 0
+	_ = filepath.WalkDir(eb, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if !strings.HasSuffix(p, ".ebuild") {
+				t.Errorf("filtered sync brought %s", p)
+			}
+			n++
+		}
+		return nil
+	})
+	if n != 40 {
+		t.Errorf("filtered sync brought %d ebuilds, want 40", n)
+	}
+}
