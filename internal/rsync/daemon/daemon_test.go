@@ -610,3 +610,38 @@ func TestNoLeaksAfterBadAndGoodClients(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestSnapshotSwitchServedToClients(t *testing.T) {
+	base := t.TempDir()
+	a, b := filepath.Join(base, "snapshots", "a"), filepath.Join(base, "snapshots", "b")
+	writeFile(t, a, "metadata/timestamp.chk", "A\n")
+	writeFile(t, a, "only-in-a", "a\n")
+	writeFile(t, b, "metadata/timestamp.chk", "B\n")
+	writeFile(t, b, "only-in-b", "b\n")
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(b, "metadata/timestamp.chk"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	cur := filepath.Join(base, "current")
+	if err := os.Symlink("snapshots/a", cur); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{Modules: []config.Module{mod("gentoo-portage", cur)}})
+	url := "rsync://127.0.0.1:" + ts.port + "/gentoo-portage/"
+	dst := t.TempDir()
+	if res := runRsync(t, rsyncTimeout, "-a", "--delete", url, dst+"/"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	compareTrees(t, a, dst, nil)
+	tmp := filepath.Join(base, "current.new")
+	if err := os.Symlink("snapshots/b", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cur); err != nil {
+		t.Fatal(err)
+	}
+	if res := runRsync(t, rsyncTimeout, "-a", "--delete", url, dst+"/"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	compareTrees(t, b, dst, nil)
+}

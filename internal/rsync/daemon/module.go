@@ -101,17 +101,25 @@ func (m *module) unclaim() {
 
 // acquire resolves the module path now and returns the tree serving it,
 // opening a new Root and file list cache when the path points somewhere
-// new. Release it with release.
+// new (a switched symlink, or another directory renamed into place).
+// Release it with release.
 func (m *module) acquire() (*tree, error) {
 	target, err := filepath.EvalSymlinks(m.cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("resolve module path: %w", err)
 	}
+	dirInfo, err := os.Stat(target)
+	if err != nil {
+		return nil, fmt.Errorf("module path: %w", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur != nil && m.cur.target == target {
-		m.cur.refs++
-		return m.cur, nil
+		// The same name may now be another directory (renamed into place).
+		if rootInfo, err := m.cur.root.Stat("."); err == nil && os.SameFile(rootInfo, dirInfo) {
+			m.cur.refs++
+			return m.cur, nil
+		}
 	}
 	root, err := os.OpenRoot(target)
 	if err != nil {

@@ -79,3 +79,34 @@ func TestModuleFollowsSwitchedSymlink(t *testing.T) {
 		t.Fatal("close left the current root open")
 	}
 }
+
+func TestModuleFollowsDirectoryRenamedIntoPlace(t *testing.T) {
+	base := t.TempDir()
+	path := filepath.Join(base, "tree")
+	writeFile(t, path, "which", "old")
+	m, err := newModule(mod("tree", path), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, err := m.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.release(t1)
+	next := filepath.Join(base, "tree.new")
+	writeFile(t, next, "which", "new")
+	if err := os.Rename(path, filepath.Join(base, "tree.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	t2, err := m.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.release(t2)
+	if b, err := t2.root.ReadFile("which"); err != nil || string(b) != "new" {
+		t.Fatalf("served %q %v, want the new directory", b, err)
+	}
+}
