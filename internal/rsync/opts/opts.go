@@ -235,6 +235,13 @@ func (o *Options) shortGroup(g string) error {
 			}
 			o.Capabilities = rest
 			return nil
+		case 'B':
+			// "-B<n>" (--block-size): the receiver's sum header carries
+			// the block length; the sender only checks the value.
+			if _, err := strconv.ParseUint(g[j+1:], 10, 31); err != nil {
+				return fmt.Errorf("invalid value for -B: %q", g[j+1:])
+			}
+			return nil
 		case 's':
 			return errors.New("option -s (protect-args) is not supported by this server")
 		default:

@@ -191,3 +191,37 @@ func TestCompressedTransfers(t *testing.T) {
 		})
 	}
 }
+
+// TestCompressedLongBlocks: blocks longer than 64 KiB enter the zlib
+// history in pieces, before protocol 31 each piece from the block's
+// start again (stock rsync's compatibility rule); a stock client must
+// rebuild the files at 30 and 31.
+func TestCompressedLongBlocks(t *testing.T) {
+	src, old := t.TempDir(), t.TempDir()
+	compressFiles(t, old, src)
+	srv := startServer(t, src, true)
+	for _, proto := range []int{30, 31} {
+		t.Run(fmt.Sprintf("protocol%d", proto), func(t *testing.T) {
+			dst := t.TempDir()
+			if err := os.CopyFS(dst, os.DirFS(old)); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-rtz", "--stats", "--no-whole-file", "--block-size=100000",
+				"--compress-choice=zlib", fmt.Sprintf("--protocol=%d", proto), srv.url(), dst + "/"}
+			out, err := rsyncCmd(t, args...)
+			if err != nil {
+				t.Fatalf("rsync %v: %v\n%s\nserver log:\n%s", args, err, out, srv.logs)
+			}
+			if serr := srv.sessionErr(); serr != nil {
+				t.Fatalf("session: %v\n%s", serr, out)
+			}
+			if strings.Contains(out, "failed verification") {
+				t.Errorf("client had to retry files:\n%s", out)
+			}
+			compareTrees(t, src, dst, proto >= 31)
+			if st := transferStats(t, out); st["Matched data"] < 200000 {
+				t.Errorf("only %d bytes matched with 100000-byte blocks", st["Matched data"])
+			}
+		})
+	}
+}
