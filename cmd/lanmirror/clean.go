@@ -73,6 +73,9 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 			if pol.Referenced == nil && pol.MaxSize == 0 {
 				return errors.New("clean: nothing to do: no tree to compare with (--tree) and no --max-cache")
 			}
+			if _, err := os.Stat(dataDir); err != nil {
+				return fmt.Errorf("clean: no cache here: %w", err)
+			}
 			st, err := distcache.OpenStore(dataDir, log)
 			if err != nil {
 				return fmt.Errorf("clean: %w", err)

@@ -137,6 +137,11 @@ func TestCleanRefusals(t *testing.T) {
 	if _, err := runCLI(t, "clean", "--data", data, "--max-cache", "lots"); err == nil {
 		t.Error("bad --max-cache accepted")
 	}
+	if _, err := runCLI(t, "clean", "--data", filepath.Join(base, "nothing"), "--max-cache", "1G"); err == nil {
+		t.Error("clean of a missing data dir: no error")
+	} else if _, serr := os.Stat(filepath.Join(base, "nothing")); !os.IsNotExist(serr) {
+		t.Error("clean created a missing data dir")
+	}
 	if got := cachedNames(t, data); len(got) != 1 {
 		t.Errorf("refused runs removed files: %v", got)
 	}

@@ -278,3 +278,33 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// A DISTDIR on another file system is copied (no hard link possible).
+func TestImportCopiesAcrossFileSystems(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "lanmirror-import-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	data := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(data, 0o755)
+	var a, b syscall.Stat_t
+	if syscall.Stat(shm, &a) != nil || syscall.Stat(data, &b) != nil || a.Dev == b.Dev {
+		t.Skip("/dev/shm is on the same file system as the temp dir")
+	}
+	tree := filepath.Join(t.TempDir(), "tree")
+	file := content("cross-fs", 50_000)
+	testTree(t, tree, map[string]map[string][]byte{"app-misc/x": {"x-1.tar.gz": file}})
+	src := filepath.Join(shm, "x-1.tar.gz")
+	os.WriteFile(src, file, 0o644)
+	out, err := runCLI(t, "import", shm, "--data", data, "--tree", tree, "--move")
+	if err != nil || !strings.Contains(out, "imported 1") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(data, "distfiles", "x-1.tar.gz")); !bytes.Equal(got, file) {
+		t.Error("copied file differs")
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Errorf("--move left the source: %v", err)
+	}
+}
