@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,8 +48,10 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 	if rangeSpec != "" && !ifRangeMatches(r, mod) {
 		rangeSpec = ""
 	}
-	if rangeSpec != "" && size < 0 {
-		// A range needs the full size: wait for the download to end.
+	if size < 0 && (rangeSpec != "" || !r.ProtoAtLeast(1, 1)) {
+		// A range needs the full size, and an HTTP/1.0 client could not
+		// tell a broken body from a complete one without a length (no
+		// chunked encoding): wait for the download to end.
 		if err := b.Wait(r.Context()); err != nil {
 			cacheError(w, r, "download failed", err)
 			return
@@ -92,20 +95,25 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 		// Complete file: let net/http use sendfile.
 		copied, err := io.Copy(w, io.LimitReader(rd, n))
 		if copied < n {
-			s.abort(r, copied, n, err)
+			s.abort(r, copied, n, err, true)
 		}
 		return
 	}
 	copied, err := streamCopy(w, rd, n)
 	if err != nil || (n >= 0 && copied < n) {
-		s.abort(r, copied, n, err)
+		var we errWrite
+		s.abort(r, copied, n, err, errors.As(err, &we))
 	}
 }
 
 // abort ends a response whose body could not be sent in full: the panic
 // makes net/http close the connection without completing the response.
-func (s *Server) abort(r *http.Request, sent, want int64, err error) {
-	if r.Context().Err() == nil {
+// clientSide tells a client that went away from a body that failed.
+func (s *Server) abort(r *http.Request, sent, want int64, err error, clientSide bool) {
+	if clientSide || r.Context().Err() != nil {
+		s.log.Debug("client left before the end of the body", "url", r.RequestURI,
+			"client", r.RemoteAddr, "sent", sent, "want", want, "err", err)
+	} else {
 		s.log.Warn("transfer broken, closing the connection", "url", r.RequestURI,
 			"client", r.RemoteAddr, "sent", sent, "want", want, "err", err)
 	}

@@ -240,6 +240,15 @@ func TestBrokenTransferIsAnError(t *testing.T) {
 	if h := string(e.file("hch")); !strings.Contains(strings.ToLower(h), "transfer-encoding: chunked") {
 		t.Fatalf("unknown size not chunked:\n%s", h)
 	}
+	// HTTP/1.0 has no chunked encoding: the answer waits for the length,
+	// and a failed body is an error status, not a short 200.
+	r = e.curl("-sS", "--http1.0", "-D", "h10", "-o", "c10", e.url+"/distfiles/chunked.tar.gz")
+	if r.code != 0 || !bytes.Equal(e.file("c10"), data) || !strings.Contains(string(e.file("h10")), "Content-Length: 300000") {
+		t.Fatalf("HTTP/1.0 unknown size: %d %s\n%s", r.code, r.out, e.file("h10"))
+	}
+	if code, body := e.status("--http1.0", e.url+"/distfiles/chunked-broken.tar.gz"); code != 502 || !strings.Contains(body, "upstream") {
+		t.Fatalf("HTTP/1.0 broken unknown size: %d %q", code, body)
+	}
 	// A range on an object of unknown size waits for it and gets a 206.
 	r = e.curl("-sSf", "-r", "1000-1999", "-o", "chr", e.url+"/distfiles/chunked.tar.gz")
 	if r.code != 0 || !bytes.Equal(e.file("chr"), data[1000:2000]) {
