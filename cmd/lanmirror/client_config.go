@@ -32,13 +32,14 @@ func init() {
 			if format != "text" && format != "sh" {
 				return fmt.Errorf("--format %q: want text or sh", format)
 			}
-			opt := clientconfig.Options{Host: host, Module: module, UseConfPort: !cmd.Flags().Changed("rsync")}
-			if cfg.RsyncdConf != "" && cfg.RsyncAddr != "" {
-				rc, err := config.LoadRsyncd(cfg.RsyncdConf)
+			opt := clientconfig.Options{Host: host, Module: module}
+			if rsyncEnabled(cfg) {
+				// The rsync daemon's own merge of rsyncd.conf and flags.
+				rs, err := loadRsyncSetup(cfg)
 				if err != nil {
 					return err
 				}
-				opt.Rsyncd = rc
+				opt.RsyncAddr, opt.RsyncModules = rs.addr, rs.modules
 			}
 			s, err := clientconfig.FromServe(cfg, opt)
 			if err != nil {

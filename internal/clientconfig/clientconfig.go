@@ -49,13 +49,13 @@ type Options struct {
 	// Host is the server's name as clients use it (required).
 	Host string
 	// Module names the rsync module of the Gentoo tree; empty: chosen
-	// from the configured modules (see FromServe).
+	// from the served modules (see FromServe).
 	Module string
-	// Rsyncd is the loaded --rsyncd-conf, if any.
-	Rsyncd *config.Rsyncd
-	// UseConfPort makes the rsyncd.conf "port" win over the --rsync
-	// address (when that flag was not given explicitly).
-	UseConfPort bool
+	// RsyncAddr and RsyncModules are the rsync daemon's effective listen
+	// address and modules (an rsyncd.conf merged with the flags); when
+	// RsyncModules is nil, the settings' own are used.
+	RsyncAddr    string
+	RsyncModules []config.Module
 }
 
 // FromServe derives the client's view of a server from its settings.
@@ -74,22 +74,22 @@ func FromServe(cfg *config.Serve, opt Options) (Server, error) {
 			return Server{}, fmt.Errorf("--http %q: %w", cfg.HTTPAddr, err)
 		}
 	}
-	if cfg.RsyncAddr != "" {
-		if s.RsyncPort, err = addrPort(cfg.RsyncAddr); err != nil {
-			return Server{}, fmt.Errorf("--rsync %q: %w", cfg.RsyncAddr, err)
-		}
-		if opt.UseConfPort && opt.Rsyncd != nil && opt.Rsyncd.Port != 0 {
-			s.RsyncPort = opt.Rsyncd.Port
-		}
-		mods := slices.Clone(cfg.RsyncModules)
-		if opt.Rsyncd != nil {
-			mods = append(mods, opt.Rsyncd.Modules...)
+	mods, addr := opt.RsyncModules, opt.RsyncAddr
+	if mods == nil {
+		mods = cfg.RsyncModules
+	}
+	if addr == "" {
+		addr = cfg.RsyncAddr
+	}
+	if cfg.RsyncAddr != "" && len(mods) > 0 {
+		if s.RsyncPort, err = addrPort(addr); err != nil {
+			return Server{}, fmt.Errorf("--rsync %q: %w", addr, err)
 		}
 		if s.Module, err = treeModule(mods, cfg.Tree, opt.Module); err != nil {
 			return Server{}, err
 		}
 	} else if opt.Module != "" {
-		return Server{}, errors.New("--module given but the rsync daemon is off (--rsync is empty)")
+		return Server{}, errors.New("--module given but the server runs no rsync daemon (--rsync empty, or no module)")
 	}
 	if s.HTTPPort != 0 {
 		s.LocalBinpkgs = cfg.Binpkgs != ""
