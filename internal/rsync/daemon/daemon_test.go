@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/metrics"
 	"github.com/lanmirror/lanmirror/internal/rsync/sender"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const rsyncTimeout = 20 * time.Second
@@ -644,4 +647,53 @@ func TestSnapshotSwitchServedToClients(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	compareTrees(t, b, dst, nil)
+}
+
+func TestSessionMetrics(t *testing.T) {
+	dir := portageTree(t)
+	m := mod("metrics-mod", dir)
+	m.HostsDeny = []string{"127.0.0.2"}
+	ts := startServer(t, Config{Modules: []config.Module{m}})
+	ok := metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok"))
+	denied := metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "denied"))
+	sent := metricValue(t, metrics.RsyncBytes)
+	if res := runRsync(t, rsyncTimeout, "-a", "rsync://127.0.0.1:"+ts.port+"/metrics-mod/", t.TempDir()+"/"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res := runRsync(t, rsyncTimeout, "--address=127.0.0.2", "-a", "rsync://127.0.0.1:"+ts.port+"/metrics-mod/", t.TempDir()+"/"); res.err == nil {
+		t.Fatal("denied client served")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok")) != ok+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok")); got != ok+1 {
+		t.Errorf("ok sessions %v, want %v", got, ok+1)
+	}
+	if got := metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "denied")); got != denied+1 {
+		t.Errorf("denied sessions %v, want %v", got, denied+1)
+	}
+	if got := metricValue(t, metrics.RsyncBytes); got <= sent {
+		t.Errorf("sent bytes did not grow: %v", got)
+	}
+	if got := metricValue(t, metrics.RsyncActive.WithLabelValues("metrics-mod")); got != 0 {
+		t.Errorf("active sessions %v after all ended", got)
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case d.Counter != nil:
+		return d.Counter.GetValue()
+	case d.Gauge != nil:
+		return d.Gauge.GetValue()
+	}
+	t.Fatal("not a counter or gauge")
+	return 0
 }
