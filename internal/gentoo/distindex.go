@@ -358,7 +358,7 @@ type TreeIndex struct {
 // TreeIndexOptions tune a TreeIndex.
 type TreeIndexOptions struct {
 	// CheckInterval is how often Run looks for a change of the tree
-	// (default 1 minute). The check is a few stat calls.
+	// (default 10 seconds). The check is a few stat calls.
 	CheckInterval time.Duration
 	// RebuildInterval forces a rebuild of a tree that has no timestamp
 	// file to watch (default 1 hour).
@@ -385,7 +385,7 @@ var timestampFiles = []string{"metadata/timestamp.chk", "metadata/timestamp.comm
 // until Run or Refresh.
 func NewTreeIndex(path string, opt TreeIndexOptions) *TreeIndex {
 	if opt.CheckInterval <= 0 {
-		opt.CheckInterval = time.Minute
+		opt.CheckInterval = 10 * time.Second
 	}
 	if opt.RebuildInterval <= 0 {
 		opt.RebuildInterval = time.Hour
