@@ -24,19 +24,26 @@ type countingRW struct {
 func newCountingRW(ctx context.Context, conn io.ReadWriter, timeout time.Duration) *countingRW {
 	c := &countingRW{ctx: ctx, r: conn, w: conn, timeout: timeout, stop: func() bool { return false }}
 	c.lastWrite.Store(time.Now().UnixNano())
-	if d, ok := conn.(interface {
+	var rdl, wdl func(time.Time) error
+	switch d := conn.(type) {
+	case interface {
 		SetReadDeadline(time.Time) error
 		SetWriteDeadline(time.Time) error
-	}); ok {
-		if timeout > 0 {
-			c.rdl, c.wdl = d.SetReadDeadline, d.SetWriteDeadline
-		}
-		// Cancellation unblocks any pending read or write.
-		c.stop = context.AfterFunc(ctx, func() {
-			_ = d.SetReadDeadline(time.Unix(1, 0))
-			_ = d.SetWriteDeadline(time.Unix(1, 0))
-		})
+	}:
+		rdl, wdl = d.SetReadDeadline, d.SetWriteDeadline
+	case interface{ SetDeadline(time.Time) error }:
+		rdl, wdl = d.SetDeadline, d.SetDeadline
+	default:
+		return c
 	}
+	if timeout > 0 {
+		c.rdl, c.wdl = rdl, wdl
+	}
+	// Cancellation unblocks any pending read or write.
+	c.stop = context.AfterFunc(ctx, func() {
+		_ = rdl(time.Unix(1, 0))
+		_ = wdl(time.Unix(1, 0))
+	})
 	return c
 }
 

@@ -106,6 +106,11 @@ func TestConcurrentClients(t *testing.T) {
 // runRaw starts Run on one end of a loopback connection and returns the
 // other end and a channel with Run's result.
 func runRaw(t *testing.T, root string, proto int, args []string, timeout time.Duration) (net.Conn, <-chan error) {
+	return runRawCtx(t, context.Background(), root, proto, args, timeout)
+}
+
+// runRawCtx is runRaw with a context for the session.
+func runRawCtx(t *testing.T, ctx context.Context, root string, proto int, args []string, timeout time.Duration) (net.Conn, <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -129,7 +134,7 @@ func runRaw(t *testing.T, root string, proto int, args []string, timeout time.Du
 	go func() {
 		defer r.Close()
 		defer server.Close()
-		_, err := Run(context.Background(), rwConn{bufio.NewReader(server), server}, Config{
+		_, err := Run(ctx, rwConn{bufio.NewReader(server), server}, Config{
 			Protocol: proto, Args: args, Root: r, ModuleName: "mod", Timeout: timeout,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
@@ -179,5 +184,26 @@ func TestBadIndexEndsSession(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("session did not end")
+	}
+}
+
+// TestCancelEndsSession cancels the context of a session waiting for its
+// client: Run returns promptly.
+func TestCancelEndsSession(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	args := []string{"--server", "--sender", "-lr", ".", "mod/"}
+	client, done := runRawCtx(t, ctx, src, 31, args, time.Minute)
+	go io.Copy(io.Discard, client)
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("want context.Canceled, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelled session did not end")
 	}
 }
