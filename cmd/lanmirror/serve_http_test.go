@@ -824,3 +824,47 @@ func TestHTTPFetchThroughHTTPSOrigin(t *testing.T) {
 		t.Fatalf("untrusted certificate: %q", r.out)
 	}
 }
+
+// --alias serves a directory read-only; traversal attempts (plain,
+// encoded, through symlinks) are refused on the alias and the mirror
+// paths alike.
+func TestHTTPAliasAndTraversal(t *testing.T) {
+	pkgs := t.TempDir()
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("SECRET"), 0o644)
+	os.WriteFile(filepath.Join(pkgs, "foo-1.tbz2"), []byte("binary package"), 0o644)
+	os.Symlink(filepath.Join(outside, "secret"), filepath.Join(pkgs, "link"))
+	al, err := config.ParseAlias(pkgs + ":All")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{"http://127.0.0.1:1/"}, Aliases: []config.Alias{al}})
+	dir := t.TempDir()
+	get := func(path string) (string, string) {
+		out := filepath.Join(dir, "b")
+		os.Remove(out)
+		r := htRun(t, dir, nil, "curl", "-sS", "--path-as-is", "-o", out, "-w", "%{http_code}", srv.url+path)
+		b, _ := os.ReadFile(out)
+		return strings.TrimSpace(r.out), string(b)
+	}
+	if c, b := get("/All/foo-1.tbz2"); c != "200" || b != "binary package" {
+		t.Fatalf("alias file: %s %q", c, b)
+	}
+	if c, b := get("/All/"); c != "200" || !strings.Contains(b, "foo-1.tbz2") {
+		t.Fatalf("alias index: %s %q", c, b)
+	}
+	rel := "/All/../" + filepath.Base(outside) + "/secret"
+	for _, p := range []string{rel, "/All/%2e%2e/" + filepath.Base(outside) + "/secret", "/All/..%2f..%2fetc%2fpasswd", "/All/link", "/distfiles/../../etc/passwd", "/distfiles/%2e%2e%2fsecret", "/All/a%5c..%5csecret"} {
+		c, b := get(p)
+		if (c != "400" && c != "404") || strings.Contains(b, "SECRET") || strings.Contains(b, "root:") {
+			t.Fatalf("%s: %s %q", p, c, b)
+		}
+	}
+	r := htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data", "x", srv.url+"/All/new")
+	if strings.TrimSpace(r.out) != "405" {
+		t.Fatalf("PUT: %q", r.out)
+	}
+	if _, err := os.Stat(filepath.Join(pkgs, "new")); err == nil {
+		t.Fatal("PUT wrote a file")
+	}
+}
