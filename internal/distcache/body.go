@@ -7,10 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -53,8 +52,9 @@ type Body struct {
 	modTime time.Time
 	ctype   string
 
-	closeOnce sync.Once
-	closed    atomic.Bool
+	closeOnce   sync.Once
+	closed      atomic.Bool
+	offsetTaken atomic.Bool // a reader uses the stored file's offset
 }
 
 func storedBody(key string, f *os.File, fi fs.FileInfo, ctype string) *Body {
@@ -108,8 +108,12 @@ func (b *Body) NewReader(off int64) io.ReadCloser {
 		return errReader{errClosed}
 	}
 	if b.d == nil {
-		if f := reopen(b.file.f, off); f != nil {
-			return f
+		if b.offsetTaken.CompareAndSwap(false, true) {
+			// The first reader owns the file offset: it can be sent
+			// with sendfile(2).
+			if _, err := b.file.f.Seek(off, io.SeekStart); err == nil {
+				return &fileReader{file: b.file.acquire()}
+			}
 		}
 		return &storedReader{file: b.file.acquire(), off: off, size: b.size}
 	}
@@ -158,27 +162,39 @@ func (d *download) failure() error {
 	return fmt.Errorf("%w: %s: download abandoned", ErrUpstream, d.key)
 }
 
-// reopen opens the complete object f once more, as a file of its own
-// positioned at off, or returns nil. A reader that is an *os.File lets
-// net/http send it with sendfile(2); opening through /proc/self/fd gives
-// the same inode (even if the object was replaced since) with an offset
-// of its own.
-func reopen(f *os.File, off int64) *os.File {
-	if runtime.GOOS != "linux" {
-		return nil
-	}
-	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return nil
-	}
-	if _, err := g.Seek(off, io.SeekStart); err != nil {
-		g.Close()
-		return nil
-	}
-	return g
+// fileReader reads a complete object through its file's own offset. It
+// implements syscall.Conn, so net/http (io.Copy to a ResponseWriter, also
+// through an io.LimitReader) sends it with sendfile(2).
+type fileReader struct {
+	file      *sharedFile
+	closeOnce sync.Once
+	done      atomic.Bool
 }
 
-// storedReader reads a complete object (where reopen is not possible).
+func (r *fileReader) Read(p []byte) (int, error) {
+	if r.done.Load() {
+		return 0, errClosed
+	}
+	return r.file.f.Read(p)
+}
+
+// SyscallConn gives the file descriptor to sendfile.
+func (r *fileReader) SyscallConn() (syscall.RawConn, error) {
+	if r.done.Load() {
+		return nil, errClosed
+	}
+	return r.file.f.SyscallConn()
+}
+
+func (r *fileReader) Close() error {
+	r.closeOnce.Do(func() {
+		r.done.Store(true)
+		r.file.release()
+	})
+	return nil
+}
+
+// storedReader reads a complete object at offsets of its own (pread).
 type storedReader struct {
 	file      *sharedFile
 	off, size int64

@@ -236,6 +236,7 @@ func simulateKill(s *Store) {
 		close(s.stop)
 		<-s.flushDone
 		s.partialLock.Close()
+		s.dist.Close()
 		s.root.Close()
 	})
 }

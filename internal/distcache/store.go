@@ -37,12 +37,15 @@ const servedFlushInterval = time.Minute
 // OpenStore rather than resumed: the next request downloads the file
 // again, which is always correct. Live downloads of another process
 // sharing the data directory are left alone. All file access goes through an os.Root
-// on the data directory, so no key can reach outside it.
+// on the data directory, so no key can reach outside it (nor can a
+// symlink: dir/distfiles must be a directory inside dir, e.g. a bind
+// mount rather than a symlink to another file system).
 type Store struct {
 	dir  string
 	root *os.Root
 	log  *slog.Logger
 
+	dist        *os.Root // dir/distfiles: one openat per distfile lookup
 	partial     string   // this process's directory below .partial
 	partialLock *os.File // holds the flock on it
 
@@ -74,6 +77,9 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	s := &Store{dir: abs, root: root, log: log, stop: make(chan struct{}), flushDone: make(chan struct{})}
 	if err := s.init(); err != nil {
 		s.releasePartial()
+		if s.dist != nil {
+			s.dist.Close()
+		}
 		root.Close()
 		return nil, err
 	}
@@ -91,6 +97,11 @@ func (s *Store) init() error {
 			return fmt.Errorf("distcache: create %s: %w", d, err)
 		}
 	}
+	dist, err := s.root.OpenRoot(DistfilesPrefix[:len(DistfilesPrefix)-1])
+	if err != nil {
+		return fmt.Errorf("distcache: open %s: %w", DistfilesPrefix, err)
+	}
+	s.dist = dist
 	idx, err := loadServed(s.root, s.log)
 	if err != nil {
 		return err
@@ -117,7 +128,8 @@ func (s *Store) Open(key string) (*os.File, fs.FileInfo, error) {
 	if err := CheckKey(key); err != nil {
 		return nil, nil, err
 	}
-	f, err := s.root.Open(key)
+	r, name := s.rootFor(key)
+	f, err := r.Open(name)
 	if err != nil {
 		return nil, nil, s.notExist(key, err)
 	}
@@ -138,7 +150,8 @@ func (s *Store) Stat(key string) (fs.FileInfo, error) {
 	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
-	fi, err := s.root.Stat(key)
+	r, name := s.rootFor(key)
+	fi, err := r.Stat(name)
 	if err != nil {
 		return nil, s.notExist(key, err)
 	}
@@ -146,6 +159,15 @@ func (s *Store) Stat(key string) (fs.FileInfo, error) {
 		return nil, fmt.Errorf("distcache: %s: not a regular file: %w", key, fs.ErrNotExist)
 	}
 	return fi, nil
+}
+
+// rootFor returns the root to open key in, and its name there: distfiles
+// directly in dir/distfiles, the rest below dir.
+func (s *Store) rootFor(key string) (*os.Root, string) {
+	if name, ok := strings.CutPrefix(key, DistfilesPrefix); ok && s.dist != nil && !strings.Contains(name, "/") {
+		return s.dist, name
+	}
+	return s.root, key
 }
 
 // notExist maps the errors of a lookup below the root: a missing file or
@@ -322,6 +344,9 @@ func (s *Store) Close() error {
 		<-s.flushDone
 		s.closeErr = s.served.flush(s)
 		s.releasePartial()
+		if s.dist != nil {
+			s.dist.Close()
+		}
 		if err := s.root.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
