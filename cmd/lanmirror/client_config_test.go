@@ -18,8 +18,8 @@ import (
 	"github.com/lanmirror/lanmirror/internal/binpkg"
 )
 
-// runLanmirror runs the command line in-process and returns its output.
-func runLanmirror(t *testing.T, args ...string) (string, error) {
+// ccRun runs the command line in-process and returns its output.
+func ccRun(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRoot()
 	var out bytes.Buffer
@@ -30,15 +30,15 @@ func runLanmirror(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-var blockHeader = regexp.MustCompile(`^# ---- (/\S+)( \(add these lines\))? ----$`)
+var ccBlockHeader = regexp.MustCompile(`^# ---- (/\S+)( \(add these lines\))? ----$`)
 
-// splitBlocks splits client-config's text output by file header.
-func splitBlocks(t *testing.T, out string) map[string]string {
+// ccBlocks splits client-config's text output by file header.
+func ccBlocks(t *testing.T, out string) map[string]string {
 	t.Helper()
 	blocks := map[string]string{}
 	cur := ""
 	for _, l := range strings.Split(out, "\n") {
-		if m := blockHeader.FindStringSubmatch(l); m != nil {
+		if m := ccBlockHeader.FindStringSubmatch(l); m != nil {
 			cur = m[1]
 			if _, dup := blocks[cur]; dup {
 				t.Fatalf("two blocks for %s", cur)
@@ -56,9 +56,9 @@ func splitBlocks(t *testing.T, out string) map[string]string {
 	return blocks
 }
 
-// parseINI is a small INI parser as Portage's configparser reads
+// ccParseINI is a small INI parser as Portage's configparser reads
 // repos.conf and binrepos.conf: [section], "key = value", # comments.
-func parseINI(t *testing.T, text string) map[string]map[string]string {
+func ccParseINI(t *testing.T, text string) map[string]map[string]string {
 	t.Helper()
 	ini := map[string]map[string]string{}
 	var sec map[string]string
@@ -85,7 +85,7 @@ func parseINI(t *testing.T, text string) map[string]map[string]string {
 	return ini
 }
 
-func bash(t *testing.T, script string, env ...string) string {
+func ccBash(t *testing.T, script string, env ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -98,13 +98,13 @@ func bash(t *testing.T, script string, env ...string) string {
 	return string(out)
 }
 
-// makeConfVars checks the make.conf lines with bash -n, sources them and
+// ccMakeConfVars checks the make.conf lines with bash -n, sources them and
 // returns the variables they set.
-func makeConfVars(t *testing.T, text string) map[string]string {
+func ccMakeConfVars(t *testing.T, text string) map[string]string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "make.conf")
 	os.WriteFile(f, []byte(text), 0o644)
-	bash(t, `bash -n "`+f+`"`)
+	ccBash(t, `bash -n "`+f+`"`)
 	vars := map[string]string{}
 	for _, l := range strings.Split(text, "\n") {
 		if l == "" || strings.HasPrefix(l, "#") {
@@ -114,28 +114,28 @@ func makeConfVars(t *testing.T, text string) map[string]string {
 		if !ok || !regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`).MatchString(k) {
 			t.Fatalf("make.conf line %q is not KEY=value", l)
 		}
-		out := bash(t, `set -u; . "`+f+`"; printf '%s' "$`+k+`"`)
+		out := ccBash(t, `set -u; . "`+f+`"; printf '%s' "$`+k+`"`)
 		vars[k] = out
 	}
 	return vars
 }
 
-// recorder is a stand-in for lanmirror's fetch-through route: it records
+// ccRecorder is a stand-in for lanmirror's fetch-through route: it records
 // each request and answers with fixed bytes (honouring Range).
-type recorder struct {
+type ccRecorder struct {
 	mu   sync.Mutex
 	reqs []*http.Request
 	body []byte
 }
 
-func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (rc *ccRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	rc.reqs = append(rc.reqs, r.Clone(context.Background()))
 	rc.mu.Unlock()
 	http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(rc.body))
 }
 
-func (rc *recorder) last(t *testing.T) *http.Request {
+func (rc *ccRecorder) last(t *testing.T) *http.Request {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if len(rc.reqs) == 0 {
@@ -144,13 +144,13 @@ func (rc *recorder) last(t *testing.T) *http.Request {
 	return rc.reqs[len(rc.reqs)-1]
 }
 
-// portageRun runs a FETCHCOMMAND/RESUMECOMMAND value the way Portage does:
+// ccPortageRun runs a FETCHCOMMAND/RESUMECOMMAND value the way Portage does:
 // split into words, ${DISTDIR}, ${FILE} and ${URI} substituted in each word,
 // executed without a shell. eval "set -- ..." in bash performs the same
 // word split and substitution for these quoted words.
-func portageRun(t *testing.T, fcmd, distdir, file, uri string) {
+func ccPortageRun(t *testing.T, fcmd, distdir, file, uri string) {
 	t.Helper()
-	bash(t, `eval "set -- $FCMD"; exec "$@" -q`,
+	ccBash(t, `eval "set -- $FCMD"; exec "$@" -q`,
 		"FCMD="+fcmd, "DISTDIR="+distdir, "FILE="+file, "URI="+uri, "no_proxy=*", "http_proxy=")
 }
 
@@ -160,7 +160,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	// A server with the binary package handler at /binpkgs/ and a recorder
+	// A server with the binary package handler at /binpkgs/ and a ccRecorder
 	// at /fetch/, on loopback.
 	pkgdir := t.TempDir()
 	pkg := []byte("a binary package's bytes, served as is")
@@ -170,7 +170,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{body: bytes.Repeat([]byte("distfile "), 4000)}
+	rec := &ccRecorder{body: bytes.Repeat([]byte("distfile "), 4000)}
 	mux := http.NewServeMux()
 	mux.Handle("/binpkgs/", http.StripPrefix("/binpkgs", bh))
 	mux.Handle("/fetch/", rec)
@@ -180,12 +180,12 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	base := "http://127.0.0.1:" + portStr
 
 	tree := t.TempDir()
-	out, err := runLanmirror(t, "client-config", "--server", "127.0.0.1",
+	out, err := ccRun(t, "client-config", "--server", "127.0.0.1",
 		"--http", "127.0.0.1:"+portStr, "--rsync", ":10873", "--tree", tree, "--binpkgs", pkgdir)
 	if err != nil {
 		t.Fatalf("client-config: %v\n%s", err, out)
 	}
-	blocks := splitBlocks(t, out)
+	blocks := ccBlocks(t, out)
 	for _, f := range []string{"/etc/portage/repos.conf/gentoo.conf", "/etc/portage/make.conf", "/etc/portage/mirrors", "/etc/portage/binrepos.conf/lanmirror.conf"} {
 		if _, ok := blocks[f]; !ok {
 			t.Fatalf("no block for %s in:\n%s", f, out)
@@ -193,7 +193,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	}
 
 	// repos.conf: the served module (--tree is served as gentoo-portage).
-	repos := parseINI(t, blocks["/etc/portage/repos.conf/gentoo.conf"])
+	repos := ccParseINI(t, blocks["/etc/portage/repos.conf/gentoo.conf"])
 	want := map[string]string{"location": "/var/db/repos/gentoo", "sync-type": "rsync", "sync-uri": "rsync://127.0.0.1:10873/gentoo-portage", "auto-sync": "yes"}
 	for k, v := range want {
 		if repos["gentoo"][k] != v {
@@ -202,7 +202,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	}
 
 	// make.conf: shell assignments with the server's URL.
-	vars := makeConfVars(t, blocks["/etc/portage/make.conf"])
+	vars := ccMakeConfVars(t, blocks["/etc/portage/make.conf"])
 	if vars["GENTOO_MIRRORS"] != base {
 		t.Errorf("GENTOO_MIRRORS = %q, want %q", vars["GENTOO_MIRRORS"], base)
 	}
@@ -213,7 +213,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	// the fetch-through route with the name and the original URI.
 	distdir := t.TempDir()
 	uri := "https://example.org/dl/foo-1.0.tar.gz?a=1&b=x;y"
-	portageRun(t, vars["FETCHCOMMAND"], distdir, "foo-1.0.tar.gz", uri)
+	ccPortageRun(t, vars["FETCHCOMMAND"], distdir, "foo-1.0.tar.gz", uri)
 	r := rec.last(t)
 	if r.URL.Path != "/fetch/foo-1.0.tar.gz" {
 		t.Errorf("fetch path %q", r.URL.Path)
@@ -225,7 +225,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 		t.Error("FETCHCOMMAND did not write the file")
 	}
 	os.WriteFile(filepath.Join(distdir, "bar.tar.gz"), rec.body[:1000], 0o644)
-	portageRun(t, vars["RESUMECOMMAND"], distdir, "bar.tar.gz", "http://example.org/bar.tar.gz")
+	ccPortageRun(t, vars["RESUMECOMMAND"], distdir, "bar.tar.gz", "http://example.org/bar.tar.gz")
 	if r := rec.last(t); r.URL.Path != "/fetch/bar.tar.gz" || r.Header.Get("Range") != "bytes=1000-" {
 		t.Errorf("RESUMECOMMAND: %s Range %q", r.URL, r.Header.Get("Range"))
 	}
@@ -240,7 +240,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 
 	// binrepos.conf: the sync-uri serves Packages, and the repo's own fetch
 	// command fetches a package by its PATH.
-	bin := parseINI(t, blocks["/etc/portage/binrepos.conf/lanmirror.conf"])["lanmirror"]
+	bin := ccParseINI(t, blocks["/etc/portage/binrepos.conf/lanmirror.conf"])["lanmirror"]
 	if bin["sync-uri"] != base+"/binpkgs" {
 		t.Fatalf("binrepos sync-uri %q", bin["sync-uri"])
 	}
@@ -255,14 +255,14 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(idx.String(), "PACKAGES: 0\nTIMESTAMP: ") || !strings.Contains(idx.String(), "\nVERSION: 0\n") {
 		t.Errorf("Packages at the sync-uri: %d\n%s", resp.StatusCode, idx)
 	}
-	portageRun(t, bin["fetchcommand"], distdir, "hello-1.tbz2", bin["sync-uri"]+"/app-misc/hello-1.tbz2")
+	ccPortageRun(t, bin["fetchcommand"], distdir, "hello-1.tbz2", bin["sync-uri"]+"/app-misc/hello-1.tbz2")
 	if got, _ := os.ReadFile(filepath.Join(distdir, "hello-1.tbz2")); !bytes.Equal(got, pkg) {
 		t.Error("binrepos fetchcommand did not fetch the package")
 	}
 
 	// --format=sh writes the same blocks below PORTAGE_CONFIGROOT; run twice,
 	// nothing is duplicated.
-	sh, err := runLanmirror(t, "client-config", "--server", "127.0.0.1", "--format", "sh",
+	sh, err := ccRun(t, "client-config", "--server", "127.0.0.1", "--format", "sh",
 		"--http", "127.0.0.1:"+portStr, "--rsync", ":10873", "--tree", tree, "--binpkgs", pkgdir)
 	if err != nil {
 		t.Fatal(err)
@@ -270,9 +270,9 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "setup.sh")
 	os.WriteFile(script, []byte(sh), 0o755)
 	cfgroot := t.TempDir()
-	bash(t, `sh -n "`+script+`"`)
+	ccBash(t, `sh -n "`+script+`"`)
 	for range 2 {
-		bash(t, `sh "`+script+`"`, "PORTAGE_CONFIGROOT="+cfgroot)
+		ccBash(t, `sh "`+script+`"`, "PORTAGE_CONFIGROOT="+cfgroot)
 	}
 	read := func(f string) string {
 		b, err := os.ReadFile(filepath.Join(cfgroot, f))
@@ -294,7 +294,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	if strings.Count(mc, "GENTOO_MIRRORS=") != 2 || !strings.HasPrefix(mc, blocks["/etc/portage/make.conf"]) {
 		t.Errorf("script's make.conf:\n%s", mc)
 	}
-	if v := makeConfVars(t, mc); v["FETCHCOMMAND"] != vars["FETCHCOMMAND"] {
+	if v := ccMakeConfVars(t, mc); v["FETCHCOMMAND"] != vars["FETCHCOMMAND"] {
 		t.Errorf("script's FETCHCOMMAND %q", v["FETCHCOMMAND"])
 	}
 }
@@ -330,7 +330,7 @@ func TestClientConfigSettings(t *testing.T) {
 	}
 	for _, c := range cases {
 		args := append([]string{"client-config", "--server", "ws1"}, c.args...)
-		out, err := runLanmirror(t, args...)
+		out, err := ccRun(t, args...)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%v: err = %v, want %q", c.args, err, c.wantErr)
@@ -352,14 +352,14 @@ func TestClientConfigSettings(t *testing.T) {
 			}
 		}
 	}
-	if _, err := runLanmirror(t, "client-config"); err == nil || !strings.Contains(err.Error(), "--server") {
+	if _, err := ccRun(t, "client-config"); err == nil || !strings.Contains(err.Error(), "--server") {
 		t.Errorf("no --server: %v", err)
 	}
-	out, err := runLanmirror(t, "client-config", "--server", "fd00::1", "--rsync-module", "g=/x", "--rsync", "[::]:8873")
+	out, err := ccRun(t, "client-config", "--server", "fd00::1", "--rsync-module", "g=/x", "--rsync", "[::]:8873")
 	if err != nil || !strings.Contains(out, "rsync://[fd00::1]:8873/g\n") || !strings.Contains(out, "http://[fd00::1]:8080") {
 		t.Errorf("IPv6 server: %v\n%s", err, out)
 	}
-	if _, err := runLanmirror(t, "client-config", "--server", "http://ws1/"); err == nil {
+	if _, err := ccRun(t, "client-config", "--server", "http://ws1/"); err == nil {
 		t.Error("a URL accepted as --server")
 	}
 }
