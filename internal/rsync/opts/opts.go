@@ -39,9 +39,12 @@ type Options struct {
 	NumericIDs   bool
 	ListOnly     bool
 	Inplace      bool
-	SafeLinks    bool
-	Timeout      time.Duration
-	ChecksumSeed int32 // --checksum-seed, 0 when unset
+	// IgnoreMissingArgs: a source path that does not exist is skipped
+	// silently (--ignore-missing-args).
+	IgnoreMissingArgs bool
+	SafeLinks         bool
+	Timeout           time.Duration
+	ChecksumSeed      int32 // --checksum-seed, 0 when unset
 	// CompressChoice and ChecksumChoice are set when the client names them
 	// explicitly (--compress-choice / --checksum-choice).
 	CompressChoice string
@@ -72,6 +75,12 @@ var ignoredLong = map[string]bool{
 	"--delete-after": true, "--delete-delay": true, "--delete-excluded": true,
 	"--force": true, "--stats": true, "--no-whole-file": true, "--no-W": true,
 	"--mkpath": true, "--msgs2stderr": true, "--no-msgs2stderr": true,
+	// Devices and specials are never listed; the rest is receiver-side
+	// or does not change what a sender of a plain tree sends.
+	"--specials": true, "--no-specials": true, "--devices": true,
+	"--no-devices": true, "--copy-devices": true, "--write-devices": true,
+	"--use-qsort": true, "--open-noatime": true, "--preallocate": true,
+	"--fsync": true, "--super": true, "--no-super": true, "--sparse": true,
 }
 
 // valueLong are long options with an argument that a sender may ignore.
@@ -79,7 +88,10 @@ var valueLong = map[string]bool{
 	"--bwlimit": true, "--max-size": true, "--min-size": true,
 	"--modify-window": true, "--info": true, "--debug": true,
 	"--max-alloc": true, "--block-size": true, "--stop-after": true,
-	"--stop-at": true,
+	"--stop-at": true, "--skip-compress": true, "--log-format": true,
+	"--partial-dir": true, "--temp-dir": true, "--backup-dir": true,
+	"--suffix": true, "--max-delete": true, "--usermap": true,
+	"--groupmap": true, "--only-write-batch": true,
 }
 
 // Parse parses args as received from the client; args[0] must be "--server".
@@ -107,6 +119,16 @@ func Parse(args []string) (*Options, error) {
 			o.SafeLinks = true
 		case a == "--numeric-ids":
 			o.NumericIDs = true
+		case a == "--ignore-missing-args":
+			o.IgnoreMissingArgs = true
+		case a == "--no-relative":
+			o.Relative = false
+		case a == "--no-r", a == "--no-recursive":
+			o.Recursive = false
+		case a == "--remove-source-files", a == "--remove-sent-files":
+			return nil, fmt.Errorf("%s cannot be used with a read-only module", a)
+		case a == "--delete-missing-args":
+			return nil, fmt.Errorf("option %s is not supported by this server", a)
 		case a == "--old-compress": // --compress-choice=zlib, as clients send it
 			o.Compress, o.CompressChoice = true, "zlib"
 		case a == "--new-compress": // --compress-choice=zlibx
@@ -172,7 +194,7 @@ func (o *Options) longValue(name, val string) error {
 		o.Compress = val != "none"
 	case "--checksum-choice", "--cc":
 		o.ChecksumChoice = val
-	case "--files-from", "--from0":
+	case "--files-from", "--from0", "--iconv":
 		return fmt.Errorf("option %s is not supported by this server", name)
 	default:
 		if valueLong[name] {

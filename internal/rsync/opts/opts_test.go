@@ -106,3 +106,21 @@ func TestCompressionArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestMoreServerOptions covers options stock clients forward to a
+// sender: accepted and ignored, acted upon, or refused with a reason.
+func TestMoreServerOptions(t *testing.T) {
+	ok := "--server --sender -rlpt --specials --devices --use-qsort --open-noatime --skip-compress=gz/xz --partial-dir=.p --max-delete=5 --ignore-missing-args --no-relative . m/"
+	o, err := Parse(strings.Fields(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.IgnoreMissingArgs || o.Relative || !o.Recursive {
+		t.Errorf("options not applied: %+v", o)
+	}
+	for _, bad := range []string{"--remove-source-files", "--delete-missing-args", "--iconv=utf8"} {
+		if _, err := Parse(strings.Fields("--server --sender -r " + bad + " . m/")); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

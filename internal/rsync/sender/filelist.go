@@ -93,6 +93,10 @@ func (s *session) buildList(ctx context.Context) ([]*flist.File, error) {
 
 // reportMissing tells the client that a source path cannot be sent.
 func (s *session) reportMissing(p string, err error) {
+	if s.o.IgnoreMissingArgs && errors.Is(err, fs.ErrNotExist) {
+		s.log.Debug("rsync missing source path ignored", "path", p)
+		return
+	}
 	s.ioError |= ioErrGeneral
 	why := err.Error()
 	if errors.Is(err, fs.ErrNotExist) {

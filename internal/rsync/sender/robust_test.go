@@ -63,7 +63,19 @@ func TestMissingSourcePath(t *testing.T) {
 		t.Fatalf("want exit 23 naming the path, got %v:\n%s", err, out)
 	}
 	srv.sessionErr()
+	// With --ignore-missing-args the missing path is skipped silently.
 	dst := t.TempDir()
+	out, err = rsyncCmd(t, "-rlpt", "--ignore-missing-args", srv.url()+"no/such/file", srv.url()+"Manifest", dst+"/")
+	if serr := srv.sessionErr(); err != nil || serr != nil {
+		t.Fatalf("--ignore-missing-args: %v / %v\n%s", err, serr, out)
+	}
+	if strings.Contains(out, "no/such/file") {
+		t.Errorf("missing path reported despite --ignore-missing-args:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "Manifest")); err != nil {
+		t.Errorf("existing path not sent: %v", err)
+	}
+	dst = t.TempDir()
 	syncOnce(t, srv, dst, "-rlpt")
 	compareTrees(t, src, dst, false)
 }
