@@ -112,6 +112,18 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		fail("protocol startup error", fmt.Errorf("read module request: %w", err), "", "")
 		return
 	}
+	if rest, ok := strings.CutPrefix(name, earlyInputCmd); ok {
+		// --early-input data is for pre-xfer exec scripts, which lanmirror
+		// does not run: read and drop it, then the real module line.
+		if err := skipEarlyInput(br, rest); err != nil {
+			fail("invalid early_input length", err, "", "")
+			return
+		}
+		if name, err = readLine(br, '\n', maxLine); err != nil {
+			fail("protocol startup error", fmt.Errorf("read module request: %w", err), "", "")
+			return
+		}
+	}
 	if name == "" || name == "#list" {
 		s.sendListing(w)
 		log.Info("rsync module list sent")

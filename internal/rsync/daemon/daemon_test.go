@@ -172,6 +172,22 @@ func TestUploadRefused(t *testing.T) {
 	}
 }
 
+func TestEarlyInputAccepted(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "f", "data\n")
+	ts := startServer(t, Config{Modules: []config.Module{mod("m", dir)}})
+	early := filepath.Join(t.TempDir(), "early")
+	writeFile(t, filepath.Dir(early), "early", "some early input\n")
+	dst := t.TempDir()
+	res := runRsync(t, rsyncTimeout, "--early-input="+early, "-a", "rsync://127.0.0.1:"+ts.port+"/m/", dst+"/")
+	if res.err != nil {
+		t.Fatalf("--early-input: %v", res.err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "f")); err != nil || string(b) != "data\n" {
+		t.Fatalf("got %q %v", b, err)
+	}
+}
+
 func TestUnsupportedOptionClearError(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "a", "a")
@@ -225,8 +241,21 @@ func TestUnknownCommandAndOversizedModuleLine(t *testing.T) {
 	ts := startServer(t, Config{Modules: []config.Module{mod("m", t.TempDir())}})
 	c := dialRaw(t, ts.addr)
 	c.expectPrefix("@RSYNCD: ")
-	c.send("@RSYNCD: 31.0\n#early_input=5\n")
-	c.expect("@ERROR: Unknown command '#early_input=5'")
+	c.send("@RSYNCD: 31.0\n#frobnicate\n")
+	c.expect("@ERROR: Unknown command '#frobnicate'")
+	c.expectEOF()
+
+	// Early input is read and dropped, then the module line is served.
+	c = dialRaw(t, ts.addr)
+	c.expectPrefix("@RSYNCD: ")
+	c.send("@RSYNCD: 31.0\n#early_input=5\nab\ncdm\n")
+	c.expect("@RSYNCD: OK")
+	c.conn.Close()
+
+	c = dialRaw(t, ts.addr)
+	c.expectPrefix("@RSYNCD: ")
+	c.send("@RSYNCD: 31.0\n#early_input=999999\n")
+	c.expect("@ERROR: invalid early_input length")
 	c.expectEOF()
 
 	c = dialRaw(t, ts.addr)

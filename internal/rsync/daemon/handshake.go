@@ -183,3 +183,19 @@ func clip(s string) string {
 	q := strconv.QuoteToGraphic(s)
 	return q[1 : len(q)-1]
 }
+
+// earlyInputCmd announces --early-input data before the module line.
+const earlyInputCmd = "#early_input="
+
+// skipEarlyInput reads and discards the early input whose length follows
+// earlyInputCmd (1 to maxArgLen bytes, as rsyncd allows).
+func skipEarlyInput(r *bufio.Reader, length string) error {
+	n, err := smallUint(length)
+	if err != nil || n < 1 || n > maxArgLen {
+		return fmt.Errorf("bad early input length %q", clip(length))
+	}
+	if _, err := r.Discard(n); err != nil {
+		return fmt.Errorf("read early input: %w", err)
+	}
+	return nil
+}

@@ -121,12 +121,21 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add("gentoo-portage\n--server\x00--sender\x00-vlWtprze.iLsfxCIvu\x00.\x00gentoo-portage/\x00\x00", 31)
 	f.Add("\n", 30)
 	f.Add("#list\n", 29)
+	f.Add("#early_input=3\nab\nm\n--server\x00\x00", 31)
 	f.Add("m\n--server\n--sender\n-vlWtprz\n.\nm/\n\n", 27)
 	f.Fuzz(func(t *testing.T, s string, proto int) {
 		r := bufio.NewReaderSize(strings.NewReader(s), 16)
 		name, err := readLine(r, '\n', maxLine)
 		if err != nil {
 			return
+		}
+		if rest, ok := strings.CutPrefix(name, earlyInputCmd); ok {
+			if err := skipEarlyInput(r, rest); err != nil {
+				return
+			}
+			if name, err = readLine(r, '\n', maxLine); err != nil {
+				return
+			}
 		}
 		if len(name) > maxLine || strings.Contains(name, "\n") {
 			t.Fatalf("bad module line %q", name)
