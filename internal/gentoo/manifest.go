@@ -180,9 +180,8 @@ func ParseManifest(r io.Reader) (*Manifest, error) {
 			}
 			continue
 		}
-		line = strings.TrimLeft(line, " \t")
-		if line == "" {
-			continue
+		if strings.TrimSpace(line) == "" {
+			continue // empty lines and stray whitespace are ignored (GLEP 74)
 		}
 		e, err := parseManifestLine(line)
 		if err != nil {
@@ -203,6 +202,9 @@ func ParseManifest(r io.Reader) (*Manifest, error) {
 // parseManifestLine parses one non-empty line.
 func parseManifestLine(line string) (ManifestEntry, error) {
 	f := strings.Fields(line)
+	if len(f) == 0 {
+		return ManifestEntry{}, errors.New("empty line")
+	}
 	e := ManifestEntry{Tag: f[0], Size: -1}
 	switch e.Tag {
 	case TagTimestamp:

@@ -239,3 +239,26 @@ func TestVerifyFile(t *testing.T) {
 		t.Errorf("DigestReader = %+v, %v", got, err)
 	}
 }
+
+// FuzzParseManifest: any input parses without panic; every DIST entry has
+// an acceptable name, a non-negative size and digests of the right length.
+func FuzzParseManifest(f *testing.F) {
+	h := strings.Repeat("ab", 64)
+	f.Add("DIST a.tar.gz 10 BLAKE2B " + h + " SHA512 " + h + "\n")
+	f.Add("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nTIMESTAMP 2026-01-01T00:00:00Z\n- -x\n-----BEGIN PGP SIGNATURE-----\nx\n-----END PGP SIGNATURE-----\n")
+	f.Add("AUX x 1 SHA256 00\nDIST a\\x20b 1\nIGNORE distfiles\nMANIFEST a/Manifest.gz 5 BLAKE2B " + h)
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseManifest(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for _, d := range m.Dists() {
+			if checkDistName(d.Name) != nil || d.Size < 0 {
+				t.Fatalf("bad DIST accepted: %+v", d)
+			}
+			if (d.BLAKE2B != nil && len(d.BLAKE2B) != 64) || (d.SHA512 != nil && len(d.SHA512) != 64) {
+				t.Fatalf("bad digest length: %+v", d)
+			}
+		}
+	})
+}
