@@ -242,8 +242,8 @@ func textError(w http.ResponseWriter, code int, msg string) {
 }
 
 // cacheError maps an error of the cache engine to a status and a text body
-// saying what failed. It returns false when the client went away (nothing
-// is written then).
+// saying what failed (the wrapped error text). When the client went away
+// nothing is written; the access log shows 499.
 func cacheError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	code := http.StatusBadGateway
 	switch {
