@@ -155,6 +155,10 @@ func Parse(args []string) (*Options, error) {
 	if !sender {
 		return nil, ErrReadOnly
 	}
+	if o.Relative {
+		// The list would need full path names and implied directories.
+		return nil, errors.New("option -R (--relative) is not supported by this server")
+	}
 	o.Paths = append([]string(nil), args[i:]...)
 	if len(o.Paths) == 0 {
 		return nil, errors.New("no source path given")
