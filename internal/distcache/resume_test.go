@@ -285,3 +285,49 @@ func TestUnknownLength(t *testing.T) {
 		t.Fatalf("hit ContentType %q Size %d", hit.ContentType(), hit.Size())
 	}
 }
+
+// TestEmptyAndRedirected: an empty file is cached and served; a mirror
+// that redirects (as distfiles.gentoo.org's CDN may) is followed, and a
+// resume keeps working through the redirect.
+func TestEmptyAndRedirected(t *testing.T) {
+	up := newUpstream(t)
+	up.handle("/distfiles/empty.tar", serveBytes(nil, time.Now()))
+	data := testData(50000, 17)
+	var n atomic.Int32
+	up.handle("/distfiles/moved.tar", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/real/moved.tar", http.StatusFound)
+	})
+	up.handle("/real/moved.tar", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			breakAfter(w, data, 20000)
+			return
+		}
+		serveBytes(data, time.Now())(w, r)
+	})
+	c := newTestCache(t, "", Options{Mirrors: []string{up.url("")}})
+	b, _, err := c.Distfile(testCtx(t), "empty.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAll(t, b, 0); err != nil || len(got) != 0 || b.Size() != 0 {
+		t.Fatalf("empty: %d bytes, size %d, %v", len(got), b.Size(), err)
+	}
+	if err := b.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if fi, err := c.store.Stat("distfiles/empty.tar"); err != nil || fi.Size() != 0 {
+		t.Fatalf("empty file not cached: %v", err)
+	}
+	b, _, err = c.Distfile(testCtx(t), "moved.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, err := readAll(t, b, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("redirected: %d bytes, %v", len(got), err)
+	}
+	if h := up.headers("/real/moved.tar"); len(h) != 2 || h[1].Get("Range") != "bytes=20000-" {
+		t.Fatalf("resume through the redirect: %v", h)
+	}
+}
