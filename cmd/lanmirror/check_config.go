@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
@@ -44,6 +45,11 @@ func checkConfig(w io.Writer, cfg *config.Serve) error {
 	if len(cfg.Allow) > 0 {
 		if _, err := acl.Parse(cfg.Allow...); err != nil {
 			problems = append(problems, fmt.Sprintf("--allow: %v", err))
+		}
+	}
+	for _, m := range cfg.Mirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Sprintf("--mirror %q: want an http:// or https:// URL", m))
 		}
 	}
 	for _, a := range cfg.Aliases {

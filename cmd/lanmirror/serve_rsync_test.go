@@ -424,6 +424,10 @@ frobnicate = yes
 	if err == nil || !strings.Contains(out, "read only = no is not supported") {
 		t.Fatalf("bad conf: %v\n%s", err, out)
 	}
+	out, err = runCheckConfig(t, "--rsync-module", "quick="+dir, "--mirror", "ftp:/nohost")
+	if err == nil || !strings.Contains(out, `error: --mirror "ftp:/nohost"`) {
+		t.Fatalf("bad mirror: %v\n%s", err, out)
+	}
 	out, err = runCheckConfig(t, "--rsync-module", "quick="+dir, "--http", "")
 	if err != nil || !strings.Contains(out, "module quick\n") {
 		t.Fatalf("--rsync-module: %v\n%s", err, out)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -725,4 +726,37 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	}
 	t.Fatal("not a counter or gauge")
 	return 0
+}
+
+func TestConcurrentClientsShareModule(t *testing.T) {
+	dir := portageTree(t)
+	for i := 0; i < 200; i++ {
+		writeFile(t, dir, fmt.Sprintf("cat-%d/pkg/pkg-%d.ebuild", i%10, i), strings.Repeat("x", i*7))
+	}
+	m := mod("gentoo-portage", dir)
+	m.Exclude = []string{"/distfiles", "/packages"}
+	ts := startServer(t, Config{Modules: []config.Module{m}})
+	const n = 6
+	dsts := make([]string, n)
+	errs := make(chan error, n)
+	for i := range n {
+		dsts[i] = t.TempDir()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "rsync", "-a", "rsync://127.0.0.1:"+ts.port+"/gentoo-portage/", dsts[i]+"/").CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("client %d: %v: %s", i, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, d := range dsts {
+		compareTrees(t, dir, d, excludedTop)
+	}
 }
