@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,7 +159,7 @@ func runImport(ctx context.Context, o importOptions, distdir string, out, errw i
 	defer st.Close()
 
 	bar := newProgress(errw, total, "verifying", true)
-	im := &importer{o: o, st: st, idx: idx, dir: distdir}
+	im := &importer{o: o, st: st, idx: idx, dir: distdir, bar: bar}
 	var mu sync.Mutex
 	var lines []importLine
 	g, gctx := errgroup.WithContext(ctx)
@@ -168,7 +169,7 @@ func runImport(ctx context.Context, o importOptions, distdir string, out, errw i
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			oc, detail := im.one(j.name, j.fi)
+			oc, detail, read := im.one(j.name, j.fi)
 			mu.Lock()
 			sum.count[oc]++
 			sum.bytes[oc] += j.fi.Size()
@@ -178,7 +179,7 @@ func runImport(ctx context.Context, o importOptions, distdir string, out, errw i
 			}
 			lines = append(lines, importLine{oc, j.name, detail})
 			mu.Unlock()
-			bar.add(j.fi.Size())
+			bar.add(j.fi.Size() - read)
 			return nil
 		})
 	}
@@ -236,14 +237,16 @@ type importer struct {
 	st  *distcache.Store
 	idx *gentoo.DistIndex
 	dir string
+	bar *progress
 }
 
-// one decides and, unless dry-run, does what happens to the file name.
-func (im *importer) one(name string, fi fs.FileInfo) (importOutcome, string) {
+// one decides and, unless dry-run, does what happens to the file name. read
+// is how many of its bytes were already counted on the progress bar.
+func (im *importer) one(name string, fi fs.FileInfo) (oc importOutcome, detail string, read int64) {
 	src := filepath.Join(im.dir, name)
 	key := distcache.DistfilesPrefix + name
 	if err := distcache.CheckKey(key); err != nil {
-		return outUnknown, "name not acceptable as a cache key"
+		return outUnknown, "name not acceptable as a cache key", 0
 	}
 	d, known := im.idx.Lookup(name)
 	cached, cerr := im.st.Stat(key)
@@ -251,32 +254,61 @@ func (im *importer) one(name string, fi fs.FileInfo) (importOutcome, string) {
 
 	if !known {
 		if !im.o.unknown {
-			return outUnknown, ""
+			return outUnknown, "", 0
 		}
 		if haveCached {
-			return outCached, ""
+			return outCached, "", 0
 		}
-		return im.add(key, src, "unverified")
+		oc, detail = im.add(key, src, "unverified")
+		return oc, detail, 0
 	}
 	if haveCached && os.SameFile(fi, cached) {
 		// Already linked into the cache (a previous import).
-		return im.done(outCached, src, "")
+		oc, detail = im.done(outCached, src, "")
+		return oc, detail, 0
 	}
-	if err := gentoo.VerifyFile(src, d); err != nil {
+	read, err := im.verify(src, d)
+	if err != nil {
 		var me *gentoo.MismatchError
 		if errors.As(err, &me) {
-			return outCorrupt, strings.TrimPrefix(me.Error(), me.Name+": ")
+			return outCorrupt, strings.TrimPrefix(me.Error(), me.Name+": "), read
 		}
-		return outFailed, err.Error()
+		return outFailed, err.Error(), read
 	}
 	if haveCached {
 		p, err := im.st.Path(key)
 		if err == nil && gentoo.VerifyFile(p, d) == nil {
-			return im.done(outCached, src, "")
+			oc, detail = im.done(outCached, src, "")
+			return oc, detail, read
 		}
-		return im.add(key, src, "replaces a cached copy that does not match the Manifest")
+		oc, detail = im.add(key, src, "replaces a cached copy that does not match the Manifest")
+		return oc, detail, read
 	}
-	return im.add(key, src, "")
+	oc, detail = im.add(key, src, "")
+	return oc, detail, read
+}
+
+// verify checks the file at path against d like gentoo.VerifyFile, moving
+// the progress bar as it reads; read is the number of bytes read.
+func (im *importer) verify(path string, d gentoo.Dist) (read int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Size() != d.Size {
+		return 0, &gentoo.MismatchError{Name: d.Name, What: "size", Want: strconv.FormatInt(d.Size, 10), Got: strconv.FormatInt(fi.Size(), 10)}
+	}
+	g := gentoo.NewDigester()
+	n, err := io.Copy(io.MultiWriter(g, im.bar), f)
+	if err != nil {
+		return n, fmt.Errorf("read %s: %w", path, err)
+	}
+	return n, g.Check(d)
 }
 
 // add puts src into the store (unless dry-run).
@@ -324,6 +356,12 @@ func newProgress(w io.Writer, total int64, desc string, bytes bool) *progress {
 		opts = append(opts, progressbar.OptionShowCount())
 	}
 	return &progress{bar: progressbar.NewOptions64(total, opts...)}
+}
+
+// Write counts len(b) bytes, so the bar can sit in an io.MultiWriter.
+func (p *progress) Write(b []byte) (int, error) {
+	p.add(int64(len(b)))
+	return len(b), nil
 }
 
 func (p *progress) add(n int64) {
