@@ -19,6 +19,9 @@ type countingRW struct {
 	timeout   time.Duration
 	rdl, wdl  func(time.Time) error
 	stop      func() bool
+	// beforeRead, when set, runs before each read from the connection
+	// (the session flushes its buffered output there).
+	beforeRead func() error
 }
 
 func newCountingRW(ctx context.Context, conn io.ReadWriter, timeout time.Duration) *countingRW {
@@ -50,6 +53,13 @@ func newCountingRW(ctx context.Context, conn io.ReadWriter, timeout time.Duratio
 func (c *countingRW) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
+	}
+	// About to wait for the client: send what is pending first, as stock
+	// rsync does, so the client never waits for data we hold back.
+	if c.beforeRead != nil {
+		if err := c.beforeRead(); err != nil {
+			return 0, err
+		}
 	}
 	if c.rdl != nil {
 		_ = c.rdl(time.Now().Add(c.timeout))

@@ -158,6 +158,7 @@ func (s *session) run(ctx context.Context) error {
 	s.log.Debug("session setup", "protocol", s.cfg.Protocol, "compat", s.compat,
 		"checksum", s.checksum, "compress", s.compress, "seed", s.seed)
 	s.out = wire.NewMuxWriter(s.conn)
+	s.conn.beforeRead = s.out.Flush
 	if s.cfg.Protocol >= 31 && s.timeout > 0 {
 		if err := s.out.WriteMsg(wire.MsgIOTimeout, le32(int32(s.timeout/time.Second))); err != nil {
 			return err
