@@ -136,6 +136,24 @@ func dropRsyncPrivileges(env *serveEnv) error {
 		return fmt.Errorf("drop privileges to uid %s gid %s: %w", uid, gid, err)
 	}
 	env.log.Info("dropped privileges", "uid", id.uid, "gids", id.gids, "user", uid, "group", gid)
+	return checkDataWritable(env.cfg, uid)
+}
+
+// checkDataWritable fails early when the components that write below
+// --data (the distfiles cache, the tree mirror) can no longer do so as the
+// user the whole process now runs as.
+func checkDataWritable(cfg *config.Serve, user string) error {
+	if cfg.HTTPAddr == "" && cfg.TreeUpstream == "" {
+		return nil
+	}
+	const wOK = 2 // access(2) W_OK
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		return nil // created later by its component, or reported by it
+	}
+	if err := syscall.Access(cfg.DataDir, wOK); err != nil {
+		return fmt.Errorf("after switching to uid %s (rsyncd.conf), --data %s is not writable: %w; "+
+			"give that user the directory (chown -R) or remove uid/gid from the rsyncd.conf", user, cfg.DataDir, err)
+	}
 	return nil
 }
 

@@ -311,6 +311,19 @@ func serveRsyncDropsPrivileges(t *testing.T, bin string) {
 			t.Fatalf("non-root run with uid set: no warning\n%s", p.stderr.String())
 		}
 	}
+	if os.Geteuid() == 0 {
+		// With the HTTP side on, a --data the new user cannot write is a
+		// clear startup error, not a cache that fails later.
+		data := worldReadableDir(t) // root-owned, 0755
+		port2 := freeLoopbackPort(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "serve", "--http", "127.0.0.1:"+freeLoopbackPort(t), "--rsync", "127.0.0.1:"+port2,
+			"--data", data, "--rsyncd-conf", filepath.Join(work, "rsyncd.conf")).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "is not writable") {
+			t.Fatalf("unwritable --data after dropping privileges: %v\n%s", err, out)
+		}
+	}
 	// Either way the module is served.
 	dst := filepath.Join(work, "dst")
 	if _, errs, err := rsyncCmd(t, "-a", "rsync://"+addr+"/m/", dst+"/"); err != nil {
