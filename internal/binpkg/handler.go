@@ -13,6 +13,7 @@ package binpkg
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,24 +21,32 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Handler serves one PKGDIR. Mount it with the mount prefix stripped, e.g.
 // http.StripPrefix("/binpkgs", h).
 type Handler struct {
-	root *os.Root
-	log  *slog.Logger
-	ix   *indexer
+	root   *os.Root
+	log    *slog.Logger
+	ix     *indexer
+	cancel context.CancelFunc
+	warm   sync.WaitGroup
 }
 
 // NewHandler returns a handler serving the PKGDIR dir. It fails when dir
-// cannot be opened as a directory. A nil log discards messages.
+// cannot be opened as a directory. A nil log discards messages. In the
+// background it prepares the index (checks the PKGDIR's own Packages, or
+// generates one), so that the first client does not wait for it; Close
+// stops that.
 func NewHandler(dir string, log *slog.Logger) (http.Handler, error) {
-	return newHandler(dir, log)
+	return newHandler(dir, log, time.Second, true)
 }
 
-func newHandler(dir string, log *slog.Logger) (*Handler, error) {
+// newHandler is NewHandler with the directory rescan interval and whether
+// to prepare the index in the background.
+func newHandler(dir string, log *slog.Logger, rescan time.Duration, warm bool) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -45,11 +54,28 @@ func newHandler(dir string, log *slog.Logger) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binpkg: open package directory: %w", err)
 	}
-	return &Handler{root: root, log: log, ix: newIndexer(root, log)}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handler{root: root, log: log, ix: newIndexer(ctx, root, log), cancel: cancel}
+	h.ix.rescan = rescan
+	if warm {
+		h.warm.Add(1)
+		go func() {
+			defer h.warm.Done()
+			if _, err := h.ix.index(false); err != nil && ctx.Err() == nil {
+				log.Warn("binpkg: preparing the package index", "dir", dir, "err", err)
+			}
+		}()
+	}
+	return h, nil
 }
 
-// Close releases the directory handle; the handler must not be used after.
-func (h *Handler) Close() error { return h.root.Close() }
+// Close stops the background work and releases the directory handle; the
+// handler must not be used after.
+func (h *Handler) Close() error {
+	h.cancel()
+	h.warm.Wait()
+	return h.root.Close()
+}
 
 // ServeHTTP answers GET and HEAD: Packages, Packages.gz and package files,
 // with Last-Modified, If-Modified-Since, and Range on every answer.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,11 +62,10 @@ func newPkgDir(t *testing.T) (string, map[string][]byte) {
 
 func newTestHandler(t *testing.T, dir string) *Handler {
 	t.Helper()
-	h, err := newHandler(dir, nil)
+	h, err := newHandler(dir, nil, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.ix.rescan = 0
 	t.Cleanup(func() { h.Close() })
 	return h
 }
@@ -469,5 +469,131 @@ func TestCurlFetchesPackagesAndPackage(t *testing.T) {
 	_, code = runCurl(t, curl, "-z", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), base+"/Packages")
 	if code != 304 {
 		t.Errorf("curl -z: %d, want 304", code)
+	}
+}
+
+func TestBackgroundIndexAndClose(t *testing.T) {
+	dir, _ := newPkgDir(t)
+	// Closed at once: the background work stops, nothing leaks or panics.
+	h0, err := NewHandler(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h0.(*Handler).Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Left alone, the index is ready before any request.
+	h, err := newHandler(dir, nil, time.Hour, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.warm.Wait()
+	h.ix.mu.Lock()
+	ready := h.ix.gen != nil && len(h.ix.entries) == len(testPkgs)
+	h.ix.mu.Unlock()
+	if !ready {
+		t.Fatal("index not prepared in the background")
+	}
+	if w := do(h, "GET", "/Packages"); w.Code != 200 || len(parseIndex(t, w.Body.Bytes()).Packages) != len(testPkgs) {
+		t.Fatalf("Packages after background preparation: %d\n%s", w.Code, w.Body)
+	}
+	if _, err := NewHandler(filepath.Join(dir, "missing"), nil); err == nil {
+		t.Error("a missing directory accepted")
+	}
+	if _, err := NewHandler(filepath.Join(dir, "sys-apps", "notes.txt"), nil); err == nil {
+		t.Error("a file accepted as PKGDIR")
+	}
+}
+
+// Many clients while packages come and go: every answer is a complete,
+// consistent index, and package downloads are whole (run with -race).
+func TestConcurrentClients(t *testing.T) {
+	dir, files := newPkgDir(t)
+	h := newTestHandler(t, dir)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	var churn [3][]byte
+	for i := range churn {
+		churn[i] = xpakPackage(t, meta{"CATEGORY": "app-misc", "PF": "churn-" + strconv.Itoa(i), "SLOT": "0"})
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// (No t.Fatal off the test goroutine: errors only skip a round.)
+			p := filepath.Join(dir, "app-misc", "churn-"+strconv.Itoa(i%3)+".tbz2")
+			os.WriteFile(p, churn[i%3], 0o644)
+			if i%2 == 1 {
+				os.Remove(p)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	errs := make(chan string, 64)
+	var wg sync.WaitGroup
+	for c := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				path := "/Packages"
+				switch (c + i) % 3 {
+				case 1:
+					path = "/Packages.gz"
+				case 2:
+					path = "/" + testPkgs[i%len(testPkgs)].path
+				}
+				resp, err := http.Get(srv.URL + path)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					errs <- path + ": " + resp.Status
+					return
+				}
+				switch {
+				case path == "/Packages.gz":
+					zr, err := gzip.NewReader(bytes.NewReader(body))
+					if err != nil {
+						errs <- "Packages.gz: " + err.Error()
+						return
+					}
+					body, err = io.ReadAll(zr)
+					if err != nil {
+						errs <- "Packages.gz: " + err.Error()
+						return
+					}
+					fallthrough
+				case path == "/Packages":
+					ix, err := gentoo.ReadPackages(bytes.NewReader(body))
+					if err != nil || ix.Header["PACKAGES"] != strconv.Itoa(len(ix.Packages)) || len(ix.Packages) < len(testPkgs) {
+						errs <- path + ": inconsistent index"
+						return
+					}
+				default:
+					if !bytes.Equal(body, files[path[1:]]) {
+						errs <- path + ": wrong bytes"
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-done
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

@@ -3,6 +3,7 @@ package binpkg
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 // PKGDIR's own index when it matches the package files on disk, otherwise an
 // index generated from the files, kept in memory until the files change.
 type indexer struct {
+	ctx  context.Context // cancelled when the handler closes
 	root *os.Root
 	log  *slog.Logger
 	// rescan is the shortest time between two scans of the directory.
@@ -74,9 +76,9 @@ type answer struct {
 	modTime time.Time
 }
 
-func newIndexer(root *os.Root, log *slog.Logger) *indexer {
+func newIndexer(ctx context.Context, root *os.Root, log *slog.Logger) *indexer {
 	return &indexer{
-		root: root, log: log, rescan: time.Second, now: time.Now,
+		ctx: ctx, root: root, log: log, rescan: time.Second, now: time.Now,
 		entries: map[string]cached{}, bad: map[string]pkgFile{},
 	}
 }
@@ -187,6 +189,10 @@ func (x *indexer) diskFresh() bool {
 	d.decided, d.freshFor, d.fresh = true, x.state.sig, false
 	listed := 0
 	for _, f := range x.state.files {
+		if x.ctx.Err() != nil {
+			d.decided = false
+			return false
+		}
 		if g, ok := d.files[f.Path]; ok && g == f {
 			listed++
 			continue
@@ -213,6 +219,9 @@ func (x *indexer) generate() error {
 	}
 	keep := make(map[string]cached, len(x.state.files))
 	for _, f := range x.state.files {
+		if err := x.ctx.Err(); err != nil {
+			return fmt.Errorf("generate Packages: %w", err)
+		}
 		e := x.entry(f)
 		if e == nil {
 			continue
@@ -258,7 +267,10 @@ func (x *indexer) entry(f pkgFile) gentoo.PackageFields {
 	if b, ok := x.bad[f.Path]; ok && b == f {
 		return nil
 	}
-	e, err := entryFor(x.root, f)
+	e, err := entryFor(x.ctx, x.root, f)
+	if err != nil && x.ctx.Err() != nil {
+		return nil // closing: not the package's fault
+	}
 	if err != nil {
 		x.bad[f.Path] = f
 		x.log.Warn("binpkg: invalid package left out of the index", "path", f.Path, "err", err)

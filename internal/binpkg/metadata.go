@@ -1,6 +1,7 @@
 package binpkg
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"encoding/hex"
@@ -64,7 +65,7 @@ type pkgFile struct {
 // Packages entry: metadata, PATH, SIZE, MTIME, MD5 and SHA1. A package whose
 // metadata is unreadable, or whose name and place disagree with its metadata
 // the way Portage checks them, is an error.
-func entryFor(root *os.Root, f pkgFile) (gentoo.PackageFields, error) {
+func entryFor(ctx context.Context, root *os.Root, f pkgFile) (gentoo.PackageFields, error) {
 	fh, err := root.Open(f.Path)
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func entryFor(root *os.Root, f pkgFile) (gentoo.PackageFields, error) {
 		return nil, err
 	}
 	m, s := md5.New(), sha1.New()
-	n, err := io.Copy(io.MultiWriter(m, s), fh)
+	n, err := io.Copy(io.MultiWriter(m, s), ctxReader{ctx, fh})
 	if err != nil {
 		return nil, fmt.Errorf("checksum: %w", err)
 	}
@@ -101,6 +102,19 @@ func entryFor(root *os.Root, f pkgFile) (gentoo.PackageFields, error) {
 	e[gentoo.PkgKeyMTime] = strconv.FormatInt(f.MTime, 10)
 	e[gentoo.PkgKeyPath] = f.Path
 	return e, nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // entryFromMetadata builds the metadata part of an entry and checks the
