@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -306,5 +307,44 @@ func TestImportCopiesAcrossFileSystems(t *testing.T) {
 	}
 	if _, err := os.Stat(src); !os.IsNotExist(err) {
 		t.Errorf("--move left the source: %v", err)
+	}
+}
+
+// The progress bar appears on a terminal (a pty from script(1)) and not
+// when standard error is a pipe. The test binary runs as lanmirror.
+func TestImportProgressBarOnTerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed")
+	}
+	f := newImportFixture(t)
+	run := func(tty bool, data string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		args := []string{htBinary(t), "import", f.distdir, "--data", data, "--tree", f.tree}
+		var cmd *exec.Cmd
+		if tty {
+			var q []string
+			for _, a := range args {
+				q = append(q, "'"+a+"'")
+			}
+			cmd = exec.CommandContext(ctx, script, "-qec", strings.Join(q, " "), "/dev/null")
+		} else {
+			cmd = exec.CommandContext(ctx, args[0], args[1:]...)
+		}
+		cmd.Env = append(os.Environ(), htExecMain+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+		}
+		return string(out)
+	}
+	out := run(true, filepath.Join(t.TempDir(), "a"))
+	if !strings.Contains(out, "verifying") || !strings.Contains(out, "imported 2") {
+		t.Errorf("no progress bar on a terminal:\n%q", out)
+	}
+	out = run(false, filepath.Join(t.TempDir(), "b"))
+	if strings.Contains(out, "verifying") || !strings.Contains(out, "imported 2") {
+		t.Errorf("progress bar without a terminal:\n%q", out)
 	}
 }
