@@ -88,6 +88,12 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 }
 
 func (s *Store) init() error {
+	for _, d := range []string{partialDir, stateDir, DistfilesPrefix[:len(DistfilesPrefix)-1], URLsPrefix[:len(URLsPrefix)-1], BinhostPrefix[:len(BinhostPrefix)-1]} {
+		if fi, err := s.root.Lstat(d); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("distcache: %s is a symlink: all file access stays inside %s, so make it a directory there (a bind mount works)",
+				filepath.Join(s.dir, d), s.dir)
+		}
+	}
 	// Interrupted downloads: removed, never visible as objects.
 	if err := s.initPartial(); err != nil {
 		return err

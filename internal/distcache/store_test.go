@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -323,5 +324,18 @@ func TestServedSharedByProcesses(t *testing.T) {
 	}
 	if !c.served.get("distfiles/gone").IsZero() {
 		t.Fatal("removed key came back")
+	}
+}
+
+// TestStoreSymlinkedDir: a symlinked distfiles directory is refused with
+// a clear error (all access stays inside the data directory).
+func TestStoreSymlinkedDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "distfiles")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenStore(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "is a symlink") || !strings.Contains(err.Error(), "bind mount") {
+		t.Fatalf("OpenStore = %v", err)
 	}
 }
