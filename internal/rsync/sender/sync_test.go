@@ -292,7 +292,7 @@ func TestCompressNegotiation(t *testing.T) {
 	makeTree(t, src, 30)
 	srv := startServer(t, src, true)
 	zlibOK := slices.Contains(ourCompressions(), "zlib")
-	for _, proto := range []string{"27", "29", "30", "31"} {
+	for _, proto := range []string{"27", "28", "29", "30", "31"} {
 		t.Run("p"+proto, func(t *testing.T) {
 			dst := t.TempDir()
 			o := append(append([]string{}, portageOpts...), "--protocol="+proto)
@@ -312,6 +312,11 @@ func TestCompressNegotiation(t *testing.T) {
 				t.Fatalf("rsync: %v, session: %v\n%s", err, serr, out)
 			}
 			compareTrees(t, src, dst, proto == "31", portageSkip...)
+			// The no-op re-sync moves no file data.
+			out = syncOnce(t, srv, dst, o...)
+			if !strings.Contains(out, "Number of regular files transferred: 0") {
+				t.Errorf("no-op re-sync with -z transferred files:\n%s", out)
+			}
 		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // makeTree generates a test tree under dir: nested directories, files of
@@ -77,6 +79,10 @@ func makeTree(t *testing.T, dir string, nfiles int) {
 		if err := os.Symlink(l.target, filepath.Join(dir, l.name)); err != nil {
 			t.Fatal(err)
 		}
+		ts := []unix.Timespec{unix.NsecToTimespec(base.UnixNano()), unix.NsecToTimespec(base.UnixNano())}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, l.name), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "empty dir"), 0o750); err != nil {
 		t.Fatal(err)
@@ -127,6 +133,9 @@ func compareTrees(t *testing.T, src, dst string, nsec bool, skip ...string) {
 			dt, _ := os.Readlink(filepath.Join(dst, rel))
 			if st != dt {
 				t.Errorf("%s: link target %q, want %q", rel, dt, st)
+			}
+			if !si.ModTime().Truncate(time.Second).Equal(di.ModTime().Truncate(time.Second)) {
+				t.Errorf("%s: symlink mtime %v, want %v", rel, di.ModTime(), si.ModTime())
 			}
 		case si.Mode().IsRegular():
 			if si.Mode().Perm() != di.Mode().Perm() {
