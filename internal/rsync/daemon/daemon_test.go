@@ -760,3 +760,29 @@ func TestConcurrentClientsShareModule(t *testing.T) {
 		compareTrees(t, dir, d, excludedTop)
 	}
 }
+
+func TestHostsDenyIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback on this host:", err)
+	}
+	m := mod("m", t.TempDir())
+	m.HostsDeny = []string{"::1/128"}
+	m.HostsAllow = []string{"10.0.0.0/8"}
+	srv, err := New(Config{Modules: []config.Module{m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	c := dialRaw(t, ln.Addr().String())
+	c.expectPrefix("@RSYNCD: ")
+	c.send("@RSYNCD: 31.0\nm\n")
+	c.expect("@ERROR: access denied to m from ::1 (::1)")
+	c.expectEOF()
+}
