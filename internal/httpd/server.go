@@ -8,6 +8,23 @@
 // The routes serve Bodies of the distfiles cache engine (internal/distcache)
 // through the small Cache interface below, so that they can be tested with
 // any engine.
+//
+// Client settings (SERVER is the host running lanmirror serve --http :8080):
+//
+//	# make.conf, mirror mode (GLEP 75 layout, hashed and flat paths):
+//	GENTOO_MIRRORS="http://SERVER:8080"
+//	# make.conf, the classic http-replicator setup (forward proxy):
+//	http_proxy="http://SERVER:8080"
+//	RESUMECOMMAND="/usr/bin/wget -t 5 --passive-ftp \${URI} -O \${DISTDIR}/\${FILE}"
+//	# make.conf, fetch-through for every fetch, https included (see serveFetch):
+//	FETCHCOMMAND="wget -t 3 -T 60 --passive-ftp -O \"\${DISTDIR}/\${FILE}\" \"http://SERVER:8080/fetch/\${FILE}?uri=\${URI}\""
+//	RESUMECOMMAND="wget -c -t 3 -T 60 --passive-ftp -O \"\${DISTDIR}/\${FILE}\" \"http://SERVER:8080/fetch/\${FILE}?uri=\${URI}\""
+//	# /etc/portage/binrepos.conf (--binpkgs and/or --binhost-upstream):
+//	[lanmirror]
+//	sync-uri = http://SERVER:8080/binpkgs
+//
+// The forward proxy also answers requests for this server itself, so
+// clients with http_proxy set may use the other routes unchanged.
 package httpd
 
 import (
