@@ -99,7 +99,9 @@ func (b *Body) ContentType() string {
 // the final byte of a download is held back until the file is verified
 // and committed, so io.EOF comes only at the verified end. Any failure of
 // the download is an error, never a short read that looks complete. The
-// reader must be closed (before or after the Body).
+// reader must be closed (before or after the Body); Close may be called
+// from another goroutine to end a Read that waits for upstream (e.g. when
+// the client went away).
 func (b *Body) NewReader(off int64) io.ReadCloser {
 	if off < 0 {
 		return errReader{fmt.Errorf("distcache: negative offset %d", off)}

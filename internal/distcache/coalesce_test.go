@@ -327,3 +327,43 @@ func TestCloseStopsDownloads(t *testing.T) {
 		t.Fatal("Get after Close succeeded")
 	}
 }
+
+// TestCloseAbortsWaitingRead: closing a reader from another goroutine
+// ends a Read that waits for upstream bytes.
+func TestCloseAbortsWaitingRead(t *testing.T) {
+	up := newUpstream(t)
+	data := testData(1000, 6)
+	release := make(chan struct{})
+	defer close(release)
+	up.handle("/f", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", itoa(len(data)))
+		w.Write(data[:10])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	c := newTestCache(t, "", Options{})
+	b, _, err := c.Get(testCtx(t), Object{Key: "urls/h/f", Sources: []string{up.url("/f")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	r := b.NewReader(500)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 100))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	r.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("aborted Read returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the waiting Read")
+	}
+}
