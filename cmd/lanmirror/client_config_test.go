@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/binpkg"
+	"github.com/lanmirror/lanmirror/internal/config"
 )
 
 // ccRun runs the command line in-process and returns its output.
@@ -170,6 +171,7 @@ func TestClientConfigAgainstServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { bh.(*binpkg.Handler).Close() })
 	rec := &ccRecorder{body: bytes.Repeat([]byte("distfile "), 4000)}
 	mux := http.NewServeMux()
 	mux.Handle("/binpkgs/", http.StripPrefix("/binpkgs", bh))
@@ -361,5 +363,64 @@ func TestClientConfigSettings(t *testing.T) {
 	}
 	if _, err := ccRun(t, "client-config", "--server", "http://ws1/"); err == nil {
 		t.Error("a URL accepted as --server")
+	}
+}
+
+// The printed configuration against the real HTTP side (httpd's component
+// and test upstream): Portage's mirror requests, the fetch-through
+// commands, the local mirror and the binhost all reach what they should.
+func TestClientConfigWithLanmirrorHTTP(t *testing.T) {
+	if _, err := exec.LookPath("wget"); err != nil {
+		t.Skip("wget not installed")
+	}
+	up := newHTUpstream(t)
+	dist := bytes.Repeat([]byte("distfile bytes "), 3000)
+	up.put("/distfiles/foo-1.0.tar.gz", dist)
+	pkgdir := t.TempDir()
+	pkg := []byte("package bytes served as is")
+	os.MkdirAll(filepath.Join(pkgdir, "All"), 0o755)
+	os.WriteFile(filepath.Join(pkgdir, "All", "foo-1.0.tbz2"), pkg, 0o644)
+	cfg := &config.Serve{Mirrors: []string{up.ts.URL}, Binpkgs: pkgdir}
+	srv := startHTTPComponent(t, cfg)
+
+	out, err := ccRun(t, "client-config", "--server", "127.0.0.1", "--http", cfg.HTTPAddr, "--rsync", "", "--binpkgs", pkgdir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	blocks := ccBlocks(t, out)
+	vars := ccMakeConfVars(t, blocks["/etc/portage/make.conf"])
+	if vars["GENTOO_MIRRORS"] != srv.url {
+		t.Fatalf("GENTOO_MIRRORS %q, server %s", vars["GENTOO_MIRRORS"], srv.url)
+	}
+	if !strings.Contains(blocks["/etc/portage/mirrors"], "local "+srv.url+"\n") {
+		t.Fatalf("mirrors block:\n%s", blocks["/etc/portage/mirrors"])
+	}
+	dir := t.TempDir()
+	// Portage with GENTOO_MIRRORS (or the local mirror): layout.conf first,
+	// then the file.
+	ccPortageRun(t, vars["FETCHCOMMAND"], dir, ".layout.conf.127.0.0.1", vars["GENTOO_MIRRORS"]+"/distfiles/layout.conf")
+	// The fetch-through: a name the mirror has, whatever the original URI.
+	ccPortageRun(t, vars["FETCHCOMMAND"], dir, "foo-1.0.tar.gz", "https://origin.invalid/foo-1.0.tar.gz")
+	if got, _ := os.ReadFile(filepath.Join(dir, "foo-1.0.tar.gz")); !bytes.Equal(got, dist) {
+		t.Fatal("FETCHCOMMAND through lanmirror: wrong bytes")
+	}
+	os.WriteFile(filepath.Join(dir, "foo-1.0.tar.gz"), dist[:5000], 0o644)
+	ccPortageRun(t, vars["RESUMECOMMAND"], dir, "foo-1.0.tar.gz", "https://origin.invalid/foo-1.0.tar.gz")
+	if got, _ := os.ReadFile(filepath.Join(dir, "foo-1.0.tar.gz")); !bytes.Equal(got, dist) {
+		t.Fatal("RESUMECOMMAND through lanmirror: wrong bytes")
+	}
+	if c := up.count("/distfiles/foo-1.0.tar.gz"); c != 1 {
+		t.Errorf("upstream GETs = %d, want 1 (then served from the cache)", c)
+	}
+	// The binhost: Packages at the sync-uri, the package by its path with
+	// the repository's own fetch command.
+	bin := ccParseINI(t, blocks["/etc/portage/binrepos.conf/lanmirror.conf"])["lanmirror"]
+	ccPortageRun(t, bin["fetchcommand"], dir, "Packages", bin["sync-uri"]+"/Packages")
+	if idx, _ := os.ReadFile(filepath.Join(dir, "Packages")); !bytes.Contains(idx, []byte("\nVERSION: 0\n")) {
+		t.Errorf("Packages from the binhost:\n%s", idx)
+	}
+	ccPortageRun(t, bin["fetchcommand"], dir, "foo-1.0.tbz2", bin["sync-uri"]+"/All/foo-1.0.tbz2")
+	if got, _ := os.ReadFile(filepath.Join(dir, "foo-1.0.tbz2")); !bytes.Equal(got, pkg) {
+		t.Error("binhost package: wrong bytes")
 	}
 }
