@@ -194,6 +194,47 @@ func TestServeRsyncBinary(t *testing.T) {
 	bin := buildRsyncTestBinary(t, worldReadableDir(t))
 	t.Run("EndToEnd", func(t *testing.T) { serveRsyncEndToEnd(t, bin) })
 	t.Run("DropsPrivileges", func(t *testing.T) { serveRsyncDropsPrivileges(t, bin) })
+	t.Run("TreeFlag", func(t *testing.T) { serveRsyncTreeFlag(t, bin) })
+}
+
+// serveRsyncTreeFlag: `serve --tree DIR` alone serves DIR as gentoo-portage
+// with Portage's server-side excludes, following a switched symlink.
+func serveRsyncTreeFlag(t *testing.T, bin string) {
+	work := worldReadableDir(t)
+	writeTestFile(t, work, "snap-1/metadata/timestamp.chk", "one\n", 0o644)
+	writeTestFile(t, work, "snap-1/distfiles/big.tar.gz", "cached distfile\n", 0o644)
+	writeTestFile(t, work, "snap-2/metadata/timestamp.chk", "two, later\n", 0o644)
+	cur := filepath.Join(work, "current")
+	if err := os.Symlink("snap-1", cur); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + freeLoopbackPort(t)
+	p := startServeBinary(t, bin, addr, "--http", "", "--rsync", addr, "--data", filepath.Join(work, "data"), "--tree", cur)
+	out, _, err := rsyncCmd(t, "rsync://"+addr+"/")
+	if err != nil || out != "gentoo-portage \tGentoo ebuild repository\n" {
+		t.Fatalf("module list: %v %q", err, out)
+	}
+	dst := filepath.Join(work, "dst")
+	if _, errs, err := rsyncCmd(t, "-a", "rsync://"+addr+"/gentoo-portage/", dst+"/"); err != nil {
+		t.Fatalf("sync: %v %s", err, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "distfiles")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("distfiles served from --tree: %v", err)
+	}
+	tmp := filepath.Join(work, "current.tmp")
+	if err := os.Symlink("snap-2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cur); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, err := rsyncCmd(t, "-a", "rsync://"+addr+"/gentoo-portage/metadata/timestamp.chk", dst+"/probe.chk"); err != nil {
+		t.Fatalf("probe: %v %s", err, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "probe.chk")); err != nil || string(b) != "two, later\n" {
+		t.Fatalf("after the switch: %q %v", b, err)
+	}
+	p.stop(t)
 }
 
 func serveRsyncEndToEnd(t *testing.T, bin string) {
