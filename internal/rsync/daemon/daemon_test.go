@@ -786,3 +786,40 @@ func TestHostsDenyIPv6(t *testing.T) {
 	c.expect("@ERROR: access denied to m from ::1 (::1)")
 	c.expectEOF()
 }
+
+func TestSymlinksCannotEscapeModule(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	writeFile(t, outside, "secret", "outside the module\n")
+	dir := filepath.Join(base, "module")
+	writeFile(t, dir, "inside", "ok\n")
+	if err := os.Symlink("../outside", filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "abs-escape")); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{Modules: []config.Module{mod("m", dir)}})
+	url := "rsync://127.0.0.1:" + ts.port + "/m/"
+	for _, args := range [][]string{
+		{"-a", url + "escape/secret"},
+		{"-a", url + "escape/"},
+		{"-aL", url + "abs-escape"},
+		{"-aL", url},
+		{"-a", "--copy-unsafe-links", url},
+	} {
+		dst := t.TempDir()
+		runRsync(t, rsyncTimeout, append(args, dst+"/")...)
+		_ = filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			if fi.Mode().IsRegular() {
+				if b, _ := os.ReadFile(p); strings.Contains(string(b), "outside the module") {
+					t.Errorf("%v: file from outside the module delivered as %s", args, p)
+				}
+			}
+			return nil
+		})
+	}
+}
