@@ -38,6 +38,9 @@ type EncodeOptions struct {
 	IOError      int32
 	ID0Names     bool // compat flag ID0_NAMES: the id lists end with the name of id 0
 	NumericIDs   bool // --numeric-ids: no id name lists after the entries
+	// UserName and GroupName name the ids in the id lists (the receiver
+	// maps names to its own ids); nil or "": the id is sent by number.
+	UserName, GroupName func(id uint32) string
 }
 
 // Encode writes the file list: every entry, the end marker, the uid/gid
@@ -72,6 +75,10 @@ type encoder struct {
 	mode     uint32
 	mtime    int64
 	uid, gid uint32
+	uids     []uint32 // distinct non-zero ids, in order of appearance
+	gids     []uint32
+	seenU    map[uint32]bool
+	seenG    map[uint32]bool
 	first    bool
 	started  bool
 	sumZero  []byte
@@ -98,6 +105,20 @@ func (e *encoder) entry(f *File) error {
 		x |= xmitSameMode
 	} else {
 		e.mode = f.Mode
+	}
+	if o.UIDs && f.UID != 0 && !e.seenU[f.UID] {
+		if e.seenU == nil {
+			e.seenU = map[uint32]bool{}
+		}
+		e.seenU[f.UID] = true
+		e.uids = append(e.uids, f.UID)
+	}
+	if o.GIDs && f.GID != 0 && !e.seenG[f.GID] {
+		if e.seenG == nil {
+			e.seenG = map[uint32]bool{}
+		}
+		e.seenG[f.GID] = true
+		e.gids = append(e.gids, f.GID)
 	}
 	if !o.UIDs || (f.UID == e.uid && e.started) {
 		x |= xmitSameUID
@@ -241,15 +262,33 @@ func (e *encoder) end() error {
 	} else {
 		w.WriteByte(0)
 	}
-	// Id name lists (no names: the receiver keeps numeric ids).
-	for _, on := range []bool{o.UIDs, o.GIDs} {
-		if !on || o.NumericIDs {
+	// Id name lists: id, name length, name for each named id, ended by
+	// id 0 (with its name when ID0_NAMES was negotiated).
+	lists := []struct {
+		on   bool
+		ids  []uint32
+		name func(uint32) string
+	}{{o.UIDs, e.uids, o.UserName}, {o.GIDs, e.gids, o.GroupName}}
+	for _, l := range lists {
+		if !l.on || o.NumericIDs {
 			continue
 		}
-		writeVarint30(w, 0, o.Protocol)
+		for _, id := range l.ids {
+			if l.name == nil {
+				break
+			}
+			if n := l.name(id); n != "" {
+				writeIDName(w, id, n, o.Protocol)
+			}
+		}
 		if o.ID0Names {
-			w.WriteByte(4)
-			w.WriteString("root")
+			n := "root"
+			if l.name != nil && l.name(0) != "" {
+				n = l.name(0)
+			}
+			writeIDName(w, 0, n, o.Protocol)
+		} else {
+			writeVarint30(w, 0, o.Protocol)
 		}
 	}
 	if o.Protocol < 30 {
@@ -264,4 +303,15 @@ func writeVarint30(w io.Writer, v int32, proto int) error {
 		return wire.WriteInt32(w, v)
 	}
 	return wire.WriteVarint(w, v)
+}
+
+// writeIDName writes one id list entry: the id, a length byte and the
+// name (at most 255 bytes).
+func writeIDName(w *bufio.Writer, id uint32, name string, proto int) {
+	if len(name) > 255 {
+		name = name[:255]
+	}
+	writeVarint30(w, int32(id), proto)
+	w.WriteByte(byte(len(name)))
+	w.WriteString(name)
 }

@@ -18,12 +18,18 @@ import (
 // pre-30 protocol and returns the raw file list bytes it sends.
 func stockFlist(t *testing.T, dir string, proto int) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
-	}
 	flags := "-lr"
 	if proto >= 30 {
 		flags = "-lre.LsfxCvu" // varint flist flags, no incremental recursion
+	}
+	return stockFlistFlags(t, dir, proto, flags)
+}
+
+// stockFlistFlags is stockFlist with the server's short option group.
+func stockFlistFlags(t *testing.T, dir string, proto int, flags string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync not installed")
 	}
 	cmd := exec.Command("rsync", "--server", "--sender", flags, ".", dir+"/")
 	in, _ := cmd.StdinPipe()
@@ -107,6 +113,54 @@ func TestEncodeMatchesStockBytes(t *testing.T) {
 			if len(want) < got.Len() || !bytes.Equal(got.Bytes(), want[:got.Len()]) {
 				t.Errorf("%s proto %d:\n got %x\nwant %x", leaf, proto, got.Bytes(), want)
 			}
+		}
+	}
+}
+
+// TestEncodeOwnersMatchStock compares -o -g lists (ids and the id name
+// lists, with ID0_NAMES from 30) with stock rsync's, for a file owned by
+// nobody:nogroup (needs root to chown).
+func TestEncodeOwnersMatchStock(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file another owner")
+	}
+	if UserName(65534) == "" || GroupName(65534) == "" {
+		t.Skip("no user/group 65534")
+	}
+	dir := t.TempDir()
+	q := filepath.Join(dir, "p")
+	if err := os.MkdirAll(q, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(q, "owned")
+	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(f, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []int{29, 31} {
+		flags := "-lrog"
+		if proto >= 30 {
+			flags = "-lroge.LsfxCvu"
+		}
+		want := stockFlistFlags(t, dir, proto, flags)
+		c := openCache(t, dir, nil)
+		l, err := c.Select(context.Background(), Request{Recursive: true, Links: true, Protocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		eo := EncodeOptions{Protocol: proto, VarintFlags: proto >= 30, Links: true, Recursive: true,
+			UIDs: true, GIDs: true, ID0Names: proto >= 30, UserName: UserName, GroupName: GroupName}
+		if err := l.Encode(&got, eo); err != nil {
+			t.Fatal(err)
+		}
+		if len(want) < got.Len() || !bytes.Equal(got.Bytes(), want[:got.Len()]) {
+			t.Errorf("proto %d:\n got %x\nwant %x", proto, got.Bytes(), want)
+		}
+		if !bytes.Contains(got.Bytes(), []byte("nobody")) || !bytes.Contains(got.Bytes(), []byte("nogroup")) {
+			t.Errorf("proto %d: id names missing: %x", proto, got.Bytes())
 		}
 	}
 }

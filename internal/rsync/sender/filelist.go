@@ -211,6 +211,8 @@ func (s *session) encodeOptions() flist.EncodeOptions {
 		OmitDirTimes: s.o.OmitDirTimes,
 		Recursive:    s.o.Recursive,
 		ID0Names:     s.compat&cfID0Names != 0,
+		UserName:     flist.UserName,
+		GroupName:    flist.GroupName,
 	}
 }
 
