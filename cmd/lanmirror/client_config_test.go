@@ -17,6 +17,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/binpkg"
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/spf13/pflag"
 )
 
 // ccRun runs the command line in-process and returns its output.
@@ -422,5 +423,65 @@ func TestClientConfigWithLanmirrorHTTP(t *testing.T) {
 	ccPortageRun(t, bin["fetchcommand"], dir, "foo-1.0.tbz2", bin["sync-uri"]+"/All/foo-1.0.tbz2")
 	if got, _ := os.ReadFile(filepath.Join(dir, "foo-1.0.tbz2")); !bytes.Equal(got, pkg) {
 		t.Error("binhost package: wrong bytes")
+	}
+}
+
+// The printed repos.conf sync-uri against the real rsync daemon (the rsync
+// component serving --tree): stock rsync with Portage's options, the way
+// emerge --sync runs it, mirrors the tree.
+func TestClientConfigWithLanmirrorRsync(t *testing.T) {
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync not installed")
+	}
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "metadata"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "app-misc", "foo"), 0o755)
+	stamp := "Tue, 24 Nov 2026 18:00:00 +0000\n"
+	os.WriteFile(filepath.Join(tree, "metadata", "timestamp.chk"), []byte(stamp), 0o644)
+	ebuild := "EAPI=8\nDESCRIPTION=\"foo\"\nSLOT=\"0\"\n"
+	os.WriteFile(filepath.Join(tree, "app-misc", "foo", "foo-1.ebuild"), []byte(ebuild), 0o644)
+	os.MkdirAll(filepath.Join(tree, "distfiles"), 0o755)
+	os.WriteFile(filepath.Join(tree, "distfiles", "x.tar.gz"), []byte("not served"), 0o644)
+
+	port := freeLoopbackPort(t)
+	// The serve settings from the same flags client-config gets.
+	args := []string{"--rsync", "127.0.0.1:" + port, "--tree", tree, "--http", "", "--data", t.TempDir()}
+	cfg := &config.Serve{}
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	finish := serveFlags(fs, cfg)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	startComponents(t, cfg, "rsync")
+
+	out, err := ccRun(t, append([]string{"client-config", "--server", "127.0.0.1"}, args...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	repo := ccParseINI(t, ccBlocks(t, out)["/etc/portage/repos.conf/gentoo.conf"])["gentoo"]
+	if repo["sync-uri"] != "rsync://127.0.0.1:"+port+"/gentoo-portage" {
+		t.Fatalf("sync-uri %q", repo["sync-uri"])
+	}
+	dest := t.TempDir()
+	// The timestamp probe, then the sync, as emerge --sync runs them.
+	opts := []string{"--recursive", "--links", "--safe-links", "--perms", "--times", "--omit-dir-times", "--compress", "--force", "--whole-file", "--delete", "--stats", "--human-readable", "--timeout=180", "--exclude=/distfiles", "--exclude=/local", "--exclude=/packages", "--exclude=/.git"}
+	probe := filepath.Join(t.TempDir(), "timestamp.chk")
+	if o, e, err := rsyncCmd(t, append(append([]string{}, opts...), "--inplace", repo["sync-uri"]+"/metadata/timestamp.chk", probe)...); err != nil {
+		t.Fatalf("probe: %v\n%s%s", err, o, e)
+	}
+	if got, _ := os.ReadFile(probe); string(got) != stamp {
+		t.Errorf("probe got %q", got)
+	}
+	if o, e, err := rsyncCmd(t, append(append([]string{}, opts...), repo["sync-uri"]+"/", dest+"/")...); err != nil {
+		t.Fatalf("sync: %v\n%s%s", err, o, e)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dest, "app-misc", "foo", "foo-1.ebuild")); string(got) != ebuild {
+		t.Errorf("synced ebuild %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "distfiles")); err == nil {
+		t.Error("distfiles synced")
 	}
 }
