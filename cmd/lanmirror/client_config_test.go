@@ -294,8 +294,15 @@ func TestClientConfigAgainstServer(t *testing.T) {
 		t.Errorf("script's mirrors:\n%q", got)
 	}
 	mc := read("etc/portage/make.conf")
-	if strings.Count(mc, "GENTOO_MIRRORS=") != 2 || !strings.HasPrefix(mc, blocks["/etc/portage/make.conf"]) {
-		t.Errorf("script's make.conf:\n%s", mc)
+	if mc != "# BEGIN lanmirror client-config\n"+blocks["/etc/portage/make.conf"]+"# END lanmirror client-config\n" {
+		t.Errorf("script's make.conf after two runs:\n%s", mc)
+	}
+	// The user's own lines stay; the block is replaced, not repeated.
+	os.WriteFile(filepath.Join(cfgroot, "etc/portage/make.conf"), []byte("COMMON_FLAGS=\"-O2\"\n"+mc+"USE=\"x\"\n"), 0o644)
+	ccBash(t, `sh "`+script+`"`, "PORTAGE_CONFIGROOT="+cfgroot)
+	mc = read("etc/portage/make.conf")
+	if !strings.HasPrefix(mc, "COMMON_FLAGS=\"-O2\"\nUSE=\"x\"\n# BEGIN") || strings.Count(mc, "GENTOO_MIRRORS=") != 1 {
+		t.Errorf("script's make.conf with other lines:\n%s", mc)
 	}
 	if v := ccMakeConfVars(t, mc); v["FETCHCOMMAND"] != vars["FETCHCOMMAND"] {
 		t.Errorf("script's FETCHCOMMAND %q", v["FETCHCOMMAND"])

@@ -123,11 +123,18 @@ func (s Server) WriteText(w io.Writer) error {
 // heredoc ends every here-document of the script; no generated line is it.
 const heredoc = "LANMIRROR_EOF"
 
+// The lines the script adds to make.conf are kept between these markers.
+const (
+	beginMark = "# BEGIN lanmirror client-config"
+	endMark   = "# END lanmirror client-config"
+)
+
 // WriteShell prints a POSIX shell script that writes the blocks below
 // ${PORTAGE_CONFIGROOT:-/}: drop-in files into repos.conf/ and binrepos.conf/
 // (or appended to them when they are single files without the section), lines
 // appended to make.conf (or make.conf/lanmirror.conf when it is a directory)
-// and to mirrors unless already there.
+// between marker lines that a later run replaces, and to mirrors unless
+// already there.
 func (s Server) WriteShell(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format+"\n", args...) }
@@ -152,10 +159,18 @@ func (s Server) WriteShell(w io.Writer) error {
 		p("# %s", b.File)
 		switch {
 		case b.File == MakeConf:
+			// Between markers, so that running the script again replaces
+			// the block instead of adding another.
 			p(`f="$root%s"`, MakeConf)
-			p(`[ -d "$f" ] && f="$f/lanmirror.conf"`)
+			p(`if [ -d "$f" ]; then f="$f/lanmirror.conf"; fi`)
+			p(`if [ -f "$f" ]; then sed -i '/^%s$/,/^%s$/d' "$f"; fi`, beginMark, endMark)
 			p(`cat >> "$f" <<'%s'`, heredoc)
-			body(b)
+			p("%s", beginMark)
+			for _, l := range b.Lines {
+				p("%s", l)
+			}
+			p("%s", endMark)
+			p("%s", heredoc)
 		case b.Append:
 			// One line per entry; add the missing ones.
 			p(`f="$root%s"`, b.File)
