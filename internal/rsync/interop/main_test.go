@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// The subtests mostly wait for rsync processes on loopback (and, for
+	// lanmirror, for treeSettle): run more of them at once than the
+	// default GOMAXPROCS unless -parallel was given.
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given && runtime.GOMAXPROCS(0) < 4 {
+		flag.Set("test.parallel", "4")
+	}
 	os.Exit(run(m))
 }
 

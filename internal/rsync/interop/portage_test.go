@@ -12,11 +12,19 @@ import (
 	"github.com/lanmirror/lanmirror/internal/testtree"
 )
 
-// treeSettle is how long tests wait after changing a served tree before
-// syncing again. lanmirror shares one scan per module and checks it for
-// changes (directory mtimes) at most every 2 s, so a client that comes
+// treeSettle is how long tests wait after changing a tree lanmirror serves
+// before syncing again. lanmirror shares one scan per module and checks it
+// for changes (directory mtimes) at most every 2 s, so a client that comes
 // sooner may be served the previous scan; this is by design.
 const treeSettle = 2100 * time.Millisecond
+
+// settle waits treeSettle after a change of the served tree (stock rsyncd
+// walks the tree for every client: no wait).
+func settle(kind serverKind) {
+	if kind == kindLanmirror {
+		settle(kind)
+	}
+}
 
 // matrixFiles is the tree size of the protocol/compression matrix.
 const matrixFiles = 600
@@ -132,7 +140,7 @@ func testPortageSync(t *testing.T, kind serverKind, proto int, compress bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(treeSettle)
+	settle(kind)
 	probe(t, srv, mod, src, proto, compress)
 	r = mustRsync(t, portageArgs(proto, compress, srv.url(mod+"/"), dst+"/")...)
 	if compareTrees(t, src, dst, o) > 0 {

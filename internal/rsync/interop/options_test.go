@@ -1,0 +1,189 @@
+package interop
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lanmirror/lanmirror/internal/testtree"
+)
+
+// archiveCmp is what -a preserves (no excludes, every symlink).
+func archiveCmp(proto int) cmpOpts {
+	return cmpOpts{perms: true, times: true, nanos: proto == 0 || proto >= 31, dirTimes: true, links: true}
+}
+
+// withProto prepends --protocol=N when proto > 0.
+func withProto(proto int, args ...string) []string {
+	if proto > 0 {
+		return append([]string{fmt.Sprintf("--protocol=%d", proto)}, args...)
+	}
+	return args
+}
+
+// TestArchive is a plain mirror with -a and -avz (verbose listing of every
+// file, compression), then a no-op re-sync.
+func TestArchive(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 11, matrixFiles)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		for _, flags := range []string{"-a", "-avz"} {
+			t.Run(flags, func(t *testing.T) {
+				dst := filepath.Join(t.TempDir(), "dst")
+				r := mustRsync(t, flags, "--stats", srv.url("tree/"), dst+"/")
+				compareTrees(t, src, dst, archiveCmp(0))
+				wantTransferred(t, r, regularFiles(t, src, archiveCmp(0)))
+				if strings.Contains(flags, "v") && !strings.Contains(r.stdout, testtree.BigFile) {
+					t.Errorf("-v output does not list %s:\n%s", testtree.BigFile, r)
+				}
+				r = mustRsync(t, flags, "--stats", srv.url("tree/"), dst+"/")
+				wantTransferred(t, r, 0)
+				compareTrees(t, src, dst, archiveCmp(0))
+			})
+		}
+	})
+}
+
+// TestChecksum is -c: a file changed without changing its size or mtime
+// is missed by the quick check but found by the file-list checksums, at
+// protocols using MD4 (27, 29) and the negotiated checksums (30+).
+func TestChecksum(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		cases := []struct {
+			name  string
+			proto int
+			extra []string
+		}{
+			{"protocol=27", 27, nil},
+			{"protocol=30", 30, nil},
+			{"negotiated", 0, nil},
+			{"choice=md5", 0, []string{"--checksum-choice=md5"}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				src := newTree(t, 21, 150)
+				srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+				dst := filepath.Join(t.TempDir(), "dst")
+				args := func(more ...string) []string {
+					a := withProto(c.proto, append([]string{"-rlpt", "--stats"}, c.extra...)...)
+					return append(a, append(more, srv.url("tree/"), dst+"/")...)
+				}
+				mustRsync(t, args("-c")...)
+				compareTrees(t, src, dst, archiveCmp(c.proto))
+
+				// Same size, same mtime, different bytes (replaced by
+				// rename, as tree updates do).
+				rel := "eclass/cmake.eclass"
+				p := filepath.Join(src, rel)
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data[len(data)/2] ^= 0x01
+				tmp := filepath.Join(src, "eclass", ".tmp")
+				if err := os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, p); err != nil {
+					t.Fatal(err)
+				}
+				settle(kind)
+
+				// Control: without -c the change is invisible.
+				r := mustRsync(t, args()...)
+				wantTransferred(t, r, 0)
+				if same, _ := sameContent(p, filepath.Join(dst, rel)); same {
+					t.Fatalf("control failed: %s updated without -c", rel)
+				}
+				r = mustRsync(t, args("-c")...)
+				wantTransferred(t, r, 1)
+				compareTrees(t, src, dst, archiveCmp(c.proto))
+			})
+		}
+	})
+}
+
+// TestDelta is --no-whole-file after the tree changed: the receiver sends
+// block checksums of its old files and the server must answer with block
+// matches (Matched data > 0), with and without compression, at protocols
+// with MD4 (27) and MD5 (30, 31) block sums.
+func TestDelta(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		for _, proto := range []int{27, 30, 31} {
+			for _, z := range []bool{false, true} {
+				name := fmt.Sprintf("protocol=%d", proto)
+				if z {
+					name += "/compress"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					testDelta(t, kind, proto, z, nil)
+				})
+			}
+		}
+	})
+}
+
+// testDelta syncs a tree, changes it, and re-syncs with --no-whole-file;
+// it returns the re-sync.
+func testDelta(t *testing.T, kind serverKind, proto int, z bool, extra []string) *rsyncResult {
+	t.Helper()
+	src := newTree(t, 31+uint64(proto), 300)
+	srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+	dst := filepath.Join(t.TempDir(), "dst")
+	args := withProto(proto, append([]string{"-a", "--delete", "--no-whole-file", "--stats"}, extra...)...)
+	if z {
+		args = append(args, "-z")
+	}
+	args = append(args, srv.url("tree/"), dst+"/")
+	mustRsync(t, args...)
+	compareTrees(t, src, dst, archiveCmp(proto))
+
+	ch, err := testtree.Mutate(src, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(kind)
+	r := mustRsync(t, args...)
+	if compareTrees(t, src, dst, archiveCmp(proto)) > 0 {
+		t.Fatalf("delta sync differs\n%s", r)
+	}
+	wantTransferred(t, r, ch.Transfers)
+	if m := statValue(t, r, "Matched data"); m <= 0 {
+		t.Errorf("Matched data = %v: no block of the changed files was matched\n%s", m, r)
+	}
+	// The large file changed a few bytes in the middle and grew at the end:
+	// nearly all of it must come from the receiver's blocks.
+	if lit := statValue(t, r, "Literal data"); lit > 500_000 {
+		t.Errorf("Literal data = %v: the delta sent far more than the changes\n%s", lit, r)
+	}
+	return r
+}
+
+// TestCompressChoice forces each compressor the server may negotiate:
+// initial sync and a delta re-sync, and checks the client's report of
+// what it used.
+func TestCompressChoice(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		for _, choice := range []string{"zlib", "zlibx", "zstd"} {
+			t.Run(choice, func(t *testing.T) {
+				t.Parallel()
+				r := testDelta(t, kind, 0, true, []string{"--compress-choice=" + choice, "--debug=nstr"})
+				// The client reports the compressor it used.
+				if !strings.Contains(r.stdout+r.stderr, "compress: "+choice+" ") {
+					t.Errorf("client did not use %s:\n%s", choice, r)
+				}
+			})
+		}
+	})
+}
