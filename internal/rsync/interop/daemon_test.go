@@ -1,0 +1,227 @@
+package interop
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wantRefused checks a client run that the daemon must refuse: a non-zero
+// exit status, and msg in its error output.
+func wantRefused(t *testing.T, r *rsyncResult, code int, msg string) {
+	t.Helper()
+	if r.code == 0 || (code != 0 && r.code != code) {
+		t.Errorf("want exit status %d, got:\n%s", code, r)
+	}
+	if !strings.Contains(r.stderr+r.stdout, msg) {
+		t.Errorf("want %q in the output, got:\n%s", msg, r)
+	}
+}
+
+// TestHostsDeny: a module that denies 127.0.0.2 refuses a client bound to
+// that address with rsyncd's message, and serves 127.0.0.1; a module that
+// allows only 127.0.0.1 (the "hosts allow = NET, hosts deny = *"
+// form) does the same.
+func TestHostsDeny(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 61, 50)
+		srv := startServer(t, kind, serverConf{modules: []module{
+			{name: "denied", path: src, hostsDeny: []string{"127.0.0.2"}},
+			{name: "allowlist", path: src, hostsAllow: []string{"127.0.0.1/32"}, hostsDeny: []string{"*"}},
+		}})
+		for _, mod := range []string{"denied", "allowlist"} {
+			t.Run(mod, func(t *testing.T) {
+				r := rsyncCmd(t, "--address=127.0.0.2", "-r", srv.url(mod+"/"), filepath.Join(t.TempDir(), "dst"))
+				wantRefused(t, r, 5, "@ERROR: access denied to "+mod+" from ")
+				if !strings.Contains(r.stderr, "127.0.0.2") {
+					t.Errorf("the refusal does not name the client address:\n%s", r)
+				}
+				dst := filepath.Join(t.TempDir(), "ok")
+				mustRsync(t, "--address=127.0.0.1", "-rlpt", srv.url(mod+"/"), dst+"/")
+				compareTrees(t, src, dst, archiveCmp(0))
+			})
+		}
+	})
+}
+
+// holdSession opens a raw daemon connection and selects mod, taking one of
+// its connection slots until the returned connection is closed.
+func holdSession(t *testing.T, srv *server, mod string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", srv.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	greet, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(greet, "@RSYNCD: ") {
+		c.Close()
+		t.Fatalf("greeting %q: %v", greet, err)
+	}
+	if _, err := fmt.Fprintf(c, "@RSYNCD: 31.0 md5 md4\n%s\n", mod); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			c.Close()
+			t.Fatalf("holding a session on %s: %v (last line %q)", mod, err, line)
+		}
+		if strings.HasPrefix(line, "@RSYNCD: OK") {
+			break
+		}
+		if strings.HasPrefix(line, "@ERROR") {
+			c.Close()
+			t.Fatalf("holding a session on %s: %s", mod, line)
+		}
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
+// TestMaxConnections: with "max connections = 1" and one session open, the
+// next client gets rsyncd's exact message; once the session ends, clients
+// are served again.
+func TestMaxConnections(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 62, 50)
+		srv := startServer(t, kind, serverConf{modules: []module{
+			{name: "one", path: src, maxConnections: 1},
+			{name: "free", path: src},
+		}})
+		hold := holdSession(t, srv, "one")
+		r := rsyncCmd(t, "-r", srv.url("one/"), filepath.Join(t.TempDir(), "dst"))
+		wantRefused(t, r, 5, "@ERROR: max connections (1) reached -- try again later")
+		// Other modules are not affected.
+		mustRsync(t, "-rlpt", srv.url("free/"), filepath.Join(t.TempDir(), "free")+"/")
+		hold.Close()
+		// The slot comes back once the server notices the end of the
+		// session (bounded wait).
+		dst := filepath.Join(t.TempDir(), "again")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r = rsyncCmd(t, "-rlpt", srv.url("one/"), dst+"/")
+			if r.code == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if r.code != 0 {
+			t.Fatalf("slot not released after the session ended:\n%s", r)
+		}
+		compareTrees(t, src, dst, archiveCmp(0))
+	})
+}
+
+// TestServerExcludes: paths excluded in rsyncd.conf are invisible to
+// listings and transfers, and cannot be fetched even when asked for by name.
+func TestServerExcludes(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 63, 200)
+		for _, f := range []string{"secret/keys.txt", "secret/sub/deeper.txt", "metadata/signing.key", "app-misc/x.key"} {
+			p := filepath.Join(src, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("not for clients\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{
+			{name: "tree", path: src, exclude: []string{"/secret", "*.key", "/distfiles"}},
+		}})
+		hidden := func(rel string, _ bool) bool {
+			return rel == "secret" || rel == "distfiles" || strings.HasSuffix(path.Base(rel), ".key")
+		}
+		r := mustRsync(t, "--list-only", "-r", srv.url("tree/"))
+		for _, bad := range []string{"secret", "keys.txt", "signing.key", "x.key", "distfiles"} {
+			if strings.Contains(r.stdout, bad) {
+				t.Errorf("listing shows excluded %q:\n%s", bad, r)
+			}
+		}
+		dst := filepath.Join(t.TempDir(), "dst")
+		mustRsync(t, "-rlpt", srv.url("tree/"), dst+"/")
+		o := archiveCmp(0)
+		o.exclude = hidden
+		compareTrees(t, src, dst, o)
+		for _, p := range []string{"secret/keys.txt", "secret/", "secret/sub/deeper.txt", "metadata/signing.key", "distfiles/foo-1.0.tar.gz"} {
+			t.Run("fetch "+p, func(t *testing.T) {
+				out := filepath.Join(t.TempDir(), "out")
+				r := rsyncCmd(t, "-r", srv.url("tree/"+p), out)
+				if r.code == 0 {
+					t.Errorf("fetching excluded %s succeeded:\n%s", p, r)
+				}
+				if entries, err := listAll(out); err == nil && len(entries) > 0 {
+					t.Errorf("fetching excluded %s wrote %v", p, entries)
+				}
+			})
+		}
+	})
+}
+
+// listAll lists the regular files below (or at) p.
+func listAll(p string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			out = append(out, q)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// TestUnknownModule: rsyncd's exact error, exit status 5.
+func TestUnknownModule(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: t.TempDir()}}})
+		r := rsyncCmd(t, "-r", srv.url("nope/"), filepath.Join(t.TempDir(), "dst"))
+		wantRefused(t, r, 5, "@ERROR: Unknown module 'nope'")
+		r = rsyncCmd(t, "--list-only", srv.url("nope/x"))
+		wantRefused(t, r, 5, "@ERROR: Unknown module 'nope'")
+	})
+}
+
+// TestMotd: the motd file is shown before the module list and before a
+// transfer.
+func TestMotd(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 64, 30)
+		conf := moduleListConf(src)
+		srv := startServer(t, kind, conf)
+		for _, args := range [][]string{{srv.url("")}, {"-rlpt", srv.url("gentoo-portage/"), filepath.Join(t.TempDir(), "dst") + "/"}} {
+			r := mustRsync(t, args...)
+			if !strings.HasPrefix(r.stdout, conf.motd) {
+				t.Errorf("output does not start with the motd:\n%s", r)
+			}
+		}
+	})
+}
+
+// TestReadOnly: an upload is refused clearly and changes nothing.
+func TestReadOnly(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 65, 30)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		up := filepath.Join(t.TempDir(), "upload.txt")
+		if err := os.WriteFile(up, []byte("must not arrive\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := rsyncCmd(t, up, srv.url("tree/"))
+		wantRefused(t, r, 0, "read only")
+		if _, err := os.Stat(filepath.Join(src, "upload.txt")); !os.IsNotExist(err) {
+			t.Errorf("upload reached the module: %v", err)
+		}
+	})
+}
