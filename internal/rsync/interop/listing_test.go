@@ -71,6 +71,7 @@ func TestListOnlyMatchesStock(t *testing.T) {
 	}{
 		{"top", []string{"--list-only"}, "tree/"},
 		{"recursive", []string{"--list-only", "-r"}, "tree/"},
+		{"recursive-links", []string{"--list-only", "-r", "-l"}, "tree/"},
 		{"recursive/protocol=27", []string{"--list-only", "-r", "--protocol=27"}, "tree/"},
 		{"recursive/protocol=29", []string{"--list-only", "-r", "--protocol=29"}, "tree/"},
 		{"recursive/protocol=30", []string{"--list-only", "-r", "--protocol=30"}, "tree/"},
@@ -114,6 +115,11 @@ func TestModuleListMatchesStock(t *testing.T) {
 	lm := startServer(t, kindLanmirror, conf)
 	sameOutput(t, stock, lm, nil, "")
 	sameOutput(t, stock, lm, []string{"--list-only"}, "")
+	// Without a motd.
+	conf.motd = ""
+	stock2 := startServer(t, kindStock, conf)
+	lm2 := startServer(t, kindLanmirror, conf)
+	sameOutput(t, stock2, lm2, nil, "")
 	r := mustRsync(t, lm.url(""))
 	for _, want := range []string{"Welcome to the lanmirror interop test mirror.", "Second line of the motd.",
 		"gentoo-portage", "Gentoo Portage tree", "café mirror, with spaces", "nocomment"} {

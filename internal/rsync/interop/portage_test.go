@@ -22,7 +22,7 @@ const treeSettle = 2100 * time.Millisecond
 // walks the tree for every client: no wait).
 func settle(kind serverKind) {
 	if kind == kindLanmirror {
-		settle(kind)
+		time.Sleep(treeSettle)
 	}
 }
 
