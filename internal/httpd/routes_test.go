@@ -553,3 +553,63 @@ func TestFetchLayoutConfAndSelfProxy(t *testing.T) {
 		t.Fatalf("cache calls: %v", calls)
 	}
 }
+
+// A client that stops reading is disconnected after writeIdleTimeout, and
+// the per-write deadline does not outlive its response on a keep-alive
+// connection.
+func TestStalledClientDisconnected(t *testing.T) {
+	old := writeIdleTimeout
+	writeIdleTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { writeIdleTimeout = old })
+	e := startServer(t, Options{})
+	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB, more than socket buffers hold
+	e.cache.put("big.tar", &fakeObject{data: big})
+	e.cache.put("stream.tar", &fakeObject{data: big, outcome: distcache.Miss})
+	e.cache.put("small.tar", &fakeObject{data: []byte("small")})
+
+	for _, name := range []string{"big.tar", "stream.tar"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /distfiles/%s HTTP/1.1\r\nHost: x\r\n\r\n", name)
+		want := `"/distfiles/` + name + `" 200 `
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			line := ""
+			for _, l := range strings.Split(e.access.String(), "\n") {
+				if strings.Contains(l, want) {
+					line = l
+				}
+			}
+			if strings.HasSuffix(line, "ABORTED") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: stalled client not disconnected:\n%s", name, e.access)
+			}
+		}
+	}
+
+	reused := 0
+	client := &http.Client{}
+	for i := range 2 {
+		if i == 1 {
+			time.Sleep(3 * writeIdleTimeout)
+		}
+		req, _ := http.NewRequest("GET", e.url+"/distfiles/small.tar", nil)
+		req = req.WithContext(httptraceReused(req, &reused))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request %d on a kept-alive connection: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "small" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if reused != 1 {
+		t.Fatalf("connection reused %d times, want 1", reused)
+	}
+}
