@@ -21,6 +21,7 @@ import (
 
 // distRec is the compact form of a Dist kept in the index.
 type distRec struct {
+	name    string // the canonical copy of the name, shared with pkgs
 	size    int64
 	b2, sha [64]byte
 	has     uint8 // hasB2 | hasSHA
@@ -32,7 +33,8 @@ const (
 )
 
 func newDistRec(d Dist) distRec {
-	r := distRec{size: d.Size}
+	// Clone: the parsed name points into its whole Manifest line.
+	r := distRec{name: strings.Clone(d.Name), size: d.Size}
 	if len(d.BLAKE2B) == 64 {
 		copy(r.b2[:], d.BLAKE2B)
 		r.has |= hasB2
@@ -145,15 +147,15 @@ func BuildDistIndex(ctx context.Context, root string, opt IndexOptions) (*DistIn
 			for _, d := range r.dists {
 				rec := newDistRec(d)
 				if old, ok := idx.dists[d.Name]; ok {
-					if old != rec {
+					if old.size != rec.size || old.has != rec.has || old.b2 != rec.b2 || old.sha != rec.sha {
 						idx.stats.Conflicts++
 						log.Warn("dist index: conflicting DIST entries, keeping the first", "name", d.Name, "package", r.atom)
 					}
-					names = append(names, d.Name)
+					names = append(names, old.name)
 					continue
 				}
-				idx.dists[d.Name] = rec
-				names = append(names, d.Name)
+				idx.dists[rec.name] = rec
+				names = append(names, rec.name)
 			}
 			idx.pkgs[r.atom] = names
 		}

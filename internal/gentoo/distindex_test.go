@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -332,15 +333,25 @@ func TestTreeIndexMissingTree(t *testing.T) {
 func BenchmarkBuildDistIndex(b *testing.B) {
 	dir := b.TempDir()
 	genTree(b, dir, "x", 170, 112, 4, false) // 19,040 packages
+	var x *DistIndex
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	for b.Loop() {
-		x, err := BuildDistIndex(context.Background(), dir, IndexOptions{})
+		var err error
+		x, err = BuildDistIndex(context.Background(), dir, IndexOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		if x.Stats().Packages != 170*112 {
 			b.Fatalf("stats %+v", x.Stats())
 		}
-		b.ReportMetric(float64(x.Len()), "distfiles")
 	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(x.Len()), "distfiles")
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "MiB-retained")
+	runtime.KeepAlive(x)
 }
