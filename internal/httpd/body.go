@@ -91,10 +91,9 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 
 	rd := b.NewReader(start)
 	defer rd.Close()
+	// The last deadline set below also covers net/http's final flush;
+	// net/http clears it before the connection serves another request.
 	rc := http.NewResponseController(w)
-	// Deadlines set here must not outlive the response: the connection
-	// may serve further requests.
-	defer rc.SetWriteDeadline(time.Time{})
 	if complete && n > 0 {
 		// Complete file: let net/http use sendfile, in pieces, each of
 		// which the client must accept within writeIdleTimeout.
