@@ -31,6 +31,7 @@ type Handler struct {
 	root   *os.Root
 	log    *slog.Logger
 	ix     *indexer
+	up     *merger // nil unless SetUpstream
 	cancel context.CancelFunc
 	warm   sync.WaitGroup
 }
@@ -114,15 +115,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveIndex serves Packages or Packages.gz, from disk or from memory.
 func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, gz bool) {
+	ctype := "text/plain; charset=utf-8"
+	if gz {
+		ctype = "application/gzip"
+	}
+	if h.up != nil {
+		if a, ok := h.merged(r.Context(), gz); ok {
+			w.Header().Set("Content-Type", ctype)
+			http.ServeContent(w, r, "", a.modTime, bytes.NewReader(a.body))
+			return
+		}
+	}
 	a, err := h.ix.index(gz)
 	if err != nil {
 		h.log.Error("binpkg: index", "err", err)
 		httpError(w, http.StatusInternalServerError, "binpkg: cannot index the package directory")
 		return
-	}
-	ctype := "text/plain; charset=utf-8"
-	if gz {
-		ctype = "application/gzip"
 	}
 	if a.file != "" {
 		h.serveFile(w, r, a.file, ctype)
