@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# rsync benchmark: lanmirror's rsync daemon side by side with stock
+# `rsync --daemon` serving the same generated Gentoo-like tree, in one run,
+# on loopback, with the stock rsync client and Portage's exact options.
+#
+#   bench/rsync.sh                      # ~150,000 files, as the gentoo tree
+#   BENCH_FILES=20000 bench/rsync.sh    # smaller and quicker
+#
+# Measured for each server:
+#   1. initial sync wall time (empty destination),
+#   2. no-op sync wall time (nothing changed; median of BENCH_NOOP_RUNS),
+#   3. server CPU time per no-op sync (utime+stime+cutime+cstime of the
+#      daemon process from /proc/PID/stat; stock rsyncd forks a child per
+#      connection, whose CPU reaches the parent's cutime/cstime when it is
+#      reaped, so the script waits for the child to be gone),
+#   4. wall time of 10 concurrent no-op clients (BENCH_CLIENTS), and the
+#      server CPU they cost.
+# Trees live in BENCH_TMP (default: /dev/shm when writable, so the disk
+# does not dominate; else /tmp). Needs: go, rsync. Prints a markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILES=${BENCH_FILES:-150000}
+NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
+CLIENTS=${BENCH_CLIENTS:-10}
+MODULE=gentoo-portage
+PORTAGE_OPTS=(--recursive --links --safe-links --perms --times --omit-dir-times --compress --force --whole-file
+	--delete --stats --human-readable --timeout=180 --exclude=/distfiles --exclude=/local --exclude=/packages
+	--exclude=/.git)
+
+for tool in go rsync; do
+	command -v "$tool" >/dev/null || { echo "bench/rsync.sh: $tool not found" >&2; exit 1; }
+done
+RSYNC=$(command -v rsync)
+
+base=${BENCH_TMP:-}
+if [ -z "$base" ]; then
+	if [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; else base=/tmp; fi
+fi
+work=$(mktemp -d "$base/lanmirror-bench-rsync.XXXXXX")
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "bench/rsync.sh: no free port" >&2
+	exit 1
+}
+
+# wait_greeting PORT: until a daemon on PORT sends its @RSYNCD greeting.
+wait_greeting() {
+	local line
+	for _ in $(seq 1 200); do
+		# (The group keeps the 2>/dev/null from sticking to the shell.)
+		if { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null; then
+			line=""
+			read -r -t 2 line <&3 || true
+			exec 3<&- 3>&-
+			case $line in "@RSYNCD: "*) return ;; esac
+		fi
+		sleep 0.1
+	done
+	echo "bench/rsync.sh: no rsync daemon on port $1" >&2
+	exit 1
+}
+
+# cpu_ticks PID: utime+stime+cutime+cstime of PID, in clock ticks.
+cpu_ticks() {
+	# The command name (field 2) may hold spaces: cut after its ")".
+	local rest
+	rest=$(sed 's/^.*) //' "/proc/$1/stat")
+	# shellcheck disable=SC2086
+	set -- $rest
+	# Fields after ")" start at field 3 (state): utime is field 14 -> $12.
+	echo $(( ${12} + ${13} + ${14} + ${15} ))
+}
+
+# wait_children PID: until PID has no child processes (bounded).
+wait_children() {
+	for _ in $(seq 1 200); do
+		if [ -z "$(cat /proc/"$1"/task/*/children 2>/dev/null | tr -d ' \n')" ]; then
+			return
+		fi
+		sleep 0.02
+	done
+	echo "bench/rsync.sh: children of $1 did not exit" >&2
+}
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+TICK=$(getconf CLK_TCK)
+
+echo "building lanmirror and gentree..." >&2
+go build -o "$work/lanmirror" ./cmd/lanmirror
+go build -o "$work/gentree" ./bench/gentree
+echo "generating a tree of about $FILES files in $work/tree..." >&2
+"$work/gentree" -dir "$work/tree" -files "$FILES" >&2
+
+ids=""
+if [ "$(id -u)" = 0 ]; then ids=$'uid = 0\ngid = 0'; fi
+# One rsyncd.conf for both; the stock-only lines keep rsyncd out of syslog,
+# /var/run and DNS (lanmirror warns about them and carries on).
+cat >"$work/rsyncd.conf" <<EOF
+use chroot = no
+munge symlinks = no
+reverse lookup = no
+lock file = $work/rsyncd.lock
+log file = $work/rsyncd.log
+$ids
+[$MODULE]
+	path = $work/tree
+	comment = benchmark tree
+	read only = yes
+EOF
+
+port_stock=$(free_port)
+"$RSYNC" --daemon --no-detach --config="$work/rsyncd.conf" --address=127.0.0.1 --port="$port_stock" &
+pid_stock=$!
+pids+=("$pid_stock")
+wait_greeting "$port_stock"
+
+port_lm=$(free_port)
+"$work/lanmirror" serve --data "$work/data" --http '' --rsync "127.0.0.1:$port_lm" \
+	--rsyncd-conf "$work/rsyncd.conf" >"$work/lanmirror.log" 2>&1 &
+pid_lm=$!
+pids+=("$pid_lm")
+wait_greeting "$port_lm"
+
+declare -A initial noop cpu conc conc_cpu
+# measure NAME PORT PID
+measure() {
+	local name=$1 port=$2 pid=$3 url="rsync://127.0.0.1:$2/$MODULE/" dst="$work/dst-$1" t0 t1 c0 c1 runs="" cpus="" i
+	echo "$name: initial sync..." >&2
+	t0=$(now)
+	"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-initial.out"
+	t1=$(now)
+	initial[$name]=$(elapsed "$t0" "$t1")
+	grep -q "Number of regular files transferred: 0" "$work/$name-initial.out" && {
+		echo "bench/rsync.sh: $name initial sync transferred nothing" >&2; exit 1; }
+	echo "$name: $NOOP_RUNS no-op syncs..." >&2
+	for i in $(seq 1 "$NOOP_RUNS"); do
+		wait_children "$pid"
+		c0=$(cpu_ticks "$pid")
+		t0=$(now)
+		"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-noop.out"
+		t1=$(now)
+		wait_children "$pid"
+		c1=$(cpu_ticks "$pid")
+		grep -q "Number of regular files transferred: 0" "$work/$name-noop.out" || {
+			echo "bench/rsync.sh: $name no-op sync transferred files:" >&2; cat "$work/$name-noop.out" >&2; exit 1; }
+		runs+="$(elapsed "$t0" "$t1")"$'\n'
+		cpus+="$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.3f", d / t }')"$'\n'
+	done
+	noop[$name]=$(printf '%s' "$runs" | median)
+	cpu[$name]=$(printf '%s' "$cpus" | median)
+	echo "$name: $CLIENTS concurrent no-op clients..." >&2
+	wait_children "$pid"
+	c0=$(cpu_ticks "$pid")
+	local cpids=()
+	t0=$(now)
+	for i in $(seq 1 "$CLIENTS"); do
+		"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-conc-$i.out" 2>&1 &
+		cpids+=($!)
+	done
+	local failed=0
+	for p in "${cpids[@]}"; do wait "$p" || failed=1; done
+	t1=$(now)
+	[ "$failed" = 0 ] || { echo "bench/rsync.sh: a concurrent $name client failed" >&2; exit 1; }
+	wait_children "$pid"
+	c1=$(cpu_ticks "$pid")
+	conc[$name]=$(elapsed "$t0" "$t1")
+	conc_cpu[$name]=$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.3f", d / t }')
+}
+
+measure rsyncd "$port_stock" "$pid_stock"
+measure lanmirror "$port_lm" "$pid_lm"
+
+# The two destinations must be the same tree.
+if ! diff -r --no-dereference "$work/dst-rsyncd" "$work/dst-lanmirror" >"$work/diff.out" 2>&1; then
+	echo "bench/rsync.sh: the trees synced from rsyncd and lanmirror differ:" >&2
+	head -20 "$work/diff.out" >&2
+	exit 1
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "n/a" }'; }
+files=$(grep -m1 '^Number of files:' "$work/rsyncd-initial.out" | sed 's/^Number of files: //')
+size=$(grep -m1 '^Total file size:' "$work/rsyncd-initial.out" | sed 's/^Total file size: //')
+echo
+echo "rsync benchmark: $files, $size; $(nproc) cores; rsync $("$RSYNC" --version | head -1 | awk '{print $3}'); Portage's options (with --compress); trees in $base"
+echo
+echo "| measure | stock rsyncd | lanmirror | lanmirror / rsyncd |"
+echo "|---|---:|---:|---:|"
+echo "| initial sync, wall (s) | ${initial[rsyncd]} | ${initial[lanmirror]} | $(ratio "${initial[rsyncd]}" "${initial[lanmirror]}") |"
+echo "| no-op sync, wall (s, median of $NOOP_RUNS) | ${noop[rsyncd]} | ${noop[lanmirror]} | $(ratio "${noop[rsyncd]}" "${noop[lanmirror]}") |"
+echo "| server CPU per no-op sync (s, median) | ${cpu[rsyncd]} | ${cpu[lanmirror]} | $(ratio "${cpu[rsyncd]}" "${cpu[lanmirror]}") |"
+echo "| $CLIENTS concurrent no-op syncs, wall (s) | ${conc[rsyncd]} | ${conc[lanmirror]} | $(ratio "${conc[rsyncd]}" "${conc[lanmirror]}") |"
+echo "| $CLIENTS concurrent no-op syncs, server CPU (s) | ${conc_cpu[rsyncd]} | ${conc_cpu[lanmirror]} | $(ratio "${conc_cpu[rsyncd]}" "${conc_cpu[lanmirror]}") |"
