@@ -66,7 +66,7 @@ func waitCached(t *testing.T, env *serveEnv, want string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ents, err := st.Entries("distfiles/")
 		if err != nil {

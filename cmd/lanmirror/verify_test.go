@@ -34,7 +34,7 @@ func TestServeVerifiesAgainstTree(t *testing.T) {
 	if ti == nil {
 		t.Fatal("no tree index for --tree")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := ti.Wait(ctx); err != nil {
 		t.Fatal(err)

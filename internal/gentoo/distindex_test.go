@@ -245,10 +245,10 @@ func TestTreeIndexFollowsSymlinkSwap(t *testing.T) {
 
 	swapSymlink(t, "snapshots/b", cur)
 	nameB := firstKey(allB)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !ti.Current().Has(nameB) {
 		if time.Now().After(deadline) {
-			t.Fatal("index did not follow the symlink swap within 10s")
+			t.Fatal("index did not follow the symlink swap within 30s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -314,7 +314,7 @@ func TestTreeIndexMissingTree(t *testing.T) {
 	go func() { ti.Run(ctx); close(done) }()
 	select {
 	case <-ti.Ready():
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Ready not closed after a failed build")
 	}
 	if _, ok := ti.Lookup("x"); ok {
