@@ -550,6 +550,7 @@ func TestHTTPRestartAfterKill(t *testing.T) {
 	if err := srv.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
+	<-srv.exited // its listener is gone before the restart binds the address
 	if err := client.Wait(); err == nil {
 		t.Fatal("curl succeeded although the server was killed mid-download")
 	}
