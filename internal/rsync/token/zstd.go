@@ -8,8 +8,10 @@ import (
 )
 
 // zstdWindow bounds the zstd window (and so the encoder's memory per
-// session); the receiver allocates what the frame header announces.
-const zstdWindow = 2 << 20
+// session: klauspost keeps twice the window as history buffer, so it
+// moves the window down once per window of input); the receiver
+// allocates what the frame header announces.
+const zstdWindow = 1 << 20
 
 // zstdWriter writes rsync's "zstd" token stream: one zstd frame for the
 // whole session (never ended), flushed before every block record and at
@@ -37,8 +39,7 @@ func newZstdWriter(out io.Writer, level int) (*zstdWriter, error) {
 		zstd.WithEncoderLevel(el),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(false),
-		zstd.WithWindowSize(zstdWindow),
-		zstd.WithLowerEncoderMem(true))
+		zstd.WithWindowSize(zstdWindow))
 	if err != nil {
 		return nil, fmt.Errorf("token: zstd encoder: %w", err)
 	}
