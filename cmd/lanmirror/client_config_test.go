@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,5 +491,57 @@ func TestClientConfigWithLanmirrorRsync(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dest, "distfiles")); err == nil {
 		t.Error("distfiles synced")
+	}
+}
+
+// --binpkgs with --binhost-upstream: the client's one binrepo lists and
+// serves both the local packages and the upstream binhost's.
+func TestClientConfigLocalAndUpstreamBinhost(t *testing.T) {
+	if _, err := exec.LookPath("wget"); err != nil {
+		t.Skip("wget not installed")
+	}
+	upPkg := bytes.Repeat([]byte("upstream package "), 1000)
+	up := newHTUpstream(t)
+	up.put("/bh/Packages", []byte("ARCH: amd64\nCHOST: x86_64-pc-linux-gnu\nPACKAGES: 1\nTIMESTAMP: 1700000000\nVERSION: 0\n\n"+
+		"BUILD_ID: 1\nCPV: dev-lang/go-1.26\nPATH: dev-lang/go/go-1.26-1.gpkg.tar\nSIZE: "+strconv.Itoa(len(upPkg))+"\n\n"))
+	up.put("/bh/dev-lang/go/go-1.26-1.gpkg.tar", upPkg)
+
+	// A local PKGDIR whose own (fresh) Packages lists its one package.
+	local := t.TempDir()
+	localPkg := []byte("local package bytes")
+	os.MkdirAll(filepath.Join(local, "app-misc"), 0o755)
+	p := filepath.Join(local, "app-misc", "mine-1.tbz2")
+	os.WriteFile(p, localPkg, 0o644)
+	mt := time.Unix(1750000000, 0)
+	os.Chtimes(p, mt, mt)
+	os.WriteFile(filepath.Join(local, "Packages"), []byte("PACKAGES: 1\nTIMESTAMP: 1750000001\nVERSION: 0\n\n"+
+		"CPV: app-misc/mine-1\nMD5: x\nMTIME: 1750000000\nPATH: app-misc/mine-1.tbz2\nSHA1: y\nSIZE: "+strconv.Itoa(len(localPkg))+"\n\n"), 0o644)
+
+	cfg := &config.Serve{Mirrors: []string{"http://127.0.0.1:1/"}, Binpkgs: local, BinhostUpstream: up.ts.URL + "/bh/"}
+	startHTTPComponent(t, cfg)
+	out, err := ccRun(t, "client-config", "--server", "127.0.0.1", "--http", cfg.HTTPAddr, "--rsync", "", "--binpkgs", local, "--binhost-upstream", cfg.BinhostUpstream)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	bin := ccParseINI(t, ccBlocks(t, out)["/etc/portage/binrepos.conf/lanmirror.conf"])["lanmirror"]
+	dir := t.TempDir()
+	for range 2 {
+		ccPortageRun(t, bin["fetchcommand"], dir, "Packages", bin["sync-uri"]+"/Packages")
+	}
+	idx, _ := os.ReadFile(filepath.Join(dir, "Packages"))
+	for _, want := range []string{"CPV: app-misc/mine-1\n", "CPV: dev-lang/go-1.26\n", "PACKAGES: 2\n", "ARCH: amd64\n"} {
+		if !bytes.Contains(idx, []byte(want)) {
+			t.Errorf("merged Packages lacks %q:\n%s", want, idx)
+		}
+	}
+	if c := up.count("/bh/Packages"); c != 1 {
+		t.Errorf("upstream Packages GETs = %d, want 1 (cached, volatile)", c)
+	}
+	for path, want := range map[string][]byte{"app-misc/mine-1.tbz2": localPkg, "dev-lang/go/go-1.26-1.gpkg.tar": upPkg} {
+		name := filepath.Base(path)
+		ccPortageRun(t, bin["fetchcommand"], dir, name, bin["sync-uri"]+"/"+path)
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, want) {
+			t.Errorf("%s: wrong bytes", path)
+		}
 	}
 }
