@@ -196,48 +196,89 @@ func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Contex
 	if err := CheckKey(obj.Key); err != nil {
 		return nil, "", err
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, "", errors.New("distcache: cache closed")
-	}
-	if d := c.active[obj.Key]; d != nil {
-		c.mu.Unlock()
-		return c.attach(ctx, d, Join)
-	}
-	var stale *meta
-	hasStored := false
-	f, fi, err := c.store.Open(obj.Key)
-	switch {
-	case err == nil:
-		m, haveMeta := meta{}, false
-		if obj.Volatile || !strings.HasPrefix(obj.Key, DistfilesPrefix) {
-			m, haveMeta = c.store.readMeta(obj.Key)
+	for try := 0; ; try++ {
+		if d, err := c.joinable(obj.Key); d != nil || err != nil {
+			if err != nil {
+				return nil, "", err
+			}
+			return c.attach(ctx, d, Join)
 		}
-		switch {
-		case obj.Expect != nil && fi.Size() != obj.Expect.Size:
-			c.log.Warn("cached file has the wrong size for the Manifest; fetching it again",
-				"key", obj.Key, "size", fi.Size(), "manifest", obj.Expect.Size)
-			f.Close()
-		case obj.Volatile && (!haveMeta || c.now().Sub(m.Fetched) >= c.fresh):
-			stale, hasStored = &m, true
-			f.Close()
-		default:
-			c.mu.Unlock()
+		// The store is read without the lock: hits are the common case.
+		l, err := c.lookup(obj)
+		if err != nil {
+			return nil, "", err
+		}
+		if l.hit != nil {
 			c.store.MarkServed(obj.Key)
-			return storedBody(obj.Key, f, fi, m.ContentType), Hit, nil
+			return l.hit, Hit, nil
 		}
-	case errors.Is(err, fs.ErrNotExist):
-	default:
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, "", errClosedCache
+		}
+		if d := c.active[obj.Key]; d != nil {
+			c.mu.Unlock()
+			return c.attach(ctx, d, Join)
+		}
+		if l.missing && try < 2 {
+			// A download may have committed it since the lookup.
+			if _, err := c.store.Stat(obj.Key); err == nil {
+				c.mu.Unlock()
+				continue
+			}
+		}
+		d := newDownload(c, obj, sources, l.stale, l.stale != nil)
+		c.active[obj.Key] = d
+		c.wg.Add(1)
 		c.mu.Unlock()
-		return nil, "", err
+		go d.run()
+		return c.attach(ctx, d, Miss)
 	}
-	d := newDownload(c, obj, sources, stale, hasStored)
-	c.active[obj.Key] = d
-	c.wg.Add(1)
-	c.mu.Unlock()
-	go d.run()
-	return c.attach(ctx, d, Miss)
+}
+
+var errClosedCache = errors.New("distcache: cache closed")
+
+// joinable returns the download of key in progress, if any.
+func (c *Cache) joinable(key string) (*download, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosedCache
+	}
+	return c.active[key], nil
+}
+
+// lookupResult is what the store says about an object.
+type lookupResult struct {
+	hit     *Body // serve this
+	stale   *meta // a Volatile copy that needs revalidation
+	missing bool  // no object
+}
+
+func (c *Cache) lookup(obj Object) (lookupResult, error) {
+	f, fi, err := c.store.Open(obj.Key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lookupResult{missing: true}, nil
+	}
+	if err != nil {
+		return lookupResult{}, err
+	}
+	m, haveMeta := meta{}, false
+	if obj.Volatile || !strings.HasPrefix(obj.Key, DistfilesPrefix) {
+		m, haveMeta = c.store.readMeta(obj.Key)
+	}
+	switch {
+	case obj.Expect != nil && fi.Size() != obj.Expect.Size:
+		c.log.Warn("cached file has the wrong size for the Manifest; fetching it again",
+			"key", obj.Key, "size", fi.Size(), "manifest", obj.Expect.Size)
+		f.Close()
+		return lookupResult{}, nil
+	case obj.Volatile && (!haveMeta || c.now().Sub(m.Fetched) >= c.fresh):
+		f.Close()
+		return lookupResult{stale: &m}, nil
+	}
+	return lookupResult{hit: storedBody(obj.Key, f, fi, m.ContentType)}, nil
 }
 
 // attach waits until d can serve (headers known, or resolved) and returns
