@@ -12,17 +12,29 @@ import (
 )
 
 // recorder wraps a ResponseWriter to learn the status, the body bytes and
-// the cache outcome of a request, for the access log and the metrics.
+// the cache outcome of a request, for the access log and the metrics. It
+// also bounds every write: the client must accept each piece within
+// writeIdleTimeout, so one that stops reading is disconnected and holds no
+// connection, goroutine or file for ever, on every route.
 type recorder struct {
 	http.ResponseWriter
 	status  int
 	bytes   int64
 	outcome string // HIT, MISS, JOIN, REVALIDATED, ALIAS, DENY...; "" is "-"
 	began   time.Time
+	rc      *http.ResponseController
 }
 
 func newRecorder(w http.ResponseWriter, _ *http.Request) *recorder {
-	return &recorder{ResponseWriter: w, began: time.Now()}
+	rw := &recorder{ResponseWriter: w, began: time.Now()}
+	rw.rc = http.NewResponseController(w)
+	return rw
+}
+
+// extend moves the write deadline writeIdleTimeout ahead. net/http clears
+// it once the response is complete, before the next request.
+func (w *recorder) extend() {
+	w.rc.SetWriteDeadline(time.Now().Add(writeIdleTimeout))
 }
 
 // WriteHeader records the status.
@@ -38,25 +50,51 @@ func (w *recorder) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.extend()
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	return n, err
 }
 
-// ReadFrom keeps net/http's sendfile path for files while counting bytes.
+// sendPiece is how much of a file is sent per write deadline.
+const sendPiece = 8 << 20
+
+// ReadFrom keeps net/http's sendfile path for files while counting bytes:
+// a length-limited source (what io.CopyN, io.LimitReader and
+// http.ServeContent pass) is sent in pieces of sendPiece bytes, each with
+// a fresh deadline, still through one *io.LimitedReader level so the file
+// underneath reaches sendfile.
 func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	var n int64
-	var err error
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{w}, src)
 	}
-	w.bytes += n
-	return n, err
+	lr, limited := src.(*io.LimitedReader)
+	if !limited {
+		w.extend()
+		n, err := rf.ReadFrom(src)
+		w.bytes += n
+		return n, err
+	}
+	var total int64
+	for lr.N > 0 {
+		piece := &io.LimitedReader{R: lr.R, N: min(lr.N, sendPiece)}
+		w.extend()
+		n, err := rf.ReadFrom(piece)
+		lr.N -= n
+		total += n
+		w.bytes += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
 }
 
 // Unwrap lets http.ResponseController reach the connection.
@@ -65,6 +103,7 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Flush sends buffered bytes to the client.
 func (w *recorder) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		w.extend()
 		f.Flush()
 	}
 }

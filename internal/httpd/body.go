@@ -91,29 +91,16 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 
 	rd := b.NewReader(start)
 	defer rd.Close()
-	// The last deadline set below also covers net/http's final flush;
-	// net/http clears it before the connection serves another request.
-	rc := http.NewResponseController(w)
 	if complete && n > 0 {
-		// Complete file: let net/http use sendfile, in pieces, each of
-		// which the client must accept within writeIdleTimeout.
-		var copied int64
-		var err error
-		for copied < n {
-			rc.SetWriteDeadline(time.Now().Add(writeIdleTimeout))
-			var k int64
-			k, err = io.Copy(w, io.LimitReader(rd, min(sendPiece, n-copied)))
-			copied += k
-			if err != nil || k == 0 {
-				break
-			}
-		}
+		// Complete file: net/http sends it with sendfile (see
+		// recorder.ReadFrom).
+		copied, err := io.Copy(w, io.LimitReader(rd, n))
 		if copied < n {
 			s.abort(r, copied, n, err, true)
 		}
 		return
 	}
-	copied, err := streamCopy(w, rc, rd, n)
+	copied, err := streamCopy(w, rd, n)
 	if err != nil || (n >= 0 && copied < n) {
 		var we errWrite
 		s.abort(r, copied, n, err, errors.As(err, &we))
@@ -135,21 +122,20 @@ func (s *Server) abort(r *http.Request, sent, want int64, err error, clientSide 
 }
 
 // writeIdleTimeout bounds how long a client may take to accept one piece
-// of a body; a client that stops reading is disconnected after it, so it
-// holds no connection or file for ever. (A variable for the tests.)
+// of an answer (see recorder); a client that stops reading is
+// disconnected after it. (A variable for the tests.)
 var writeIdleTimeout = 2 * time.Minute
-
-// sendPiece is how much of a complete file is sent per write deadline.
-const sendPiece = 8 << 20
 
 // errWrite marks errors writing to the client (as opposed to reading the body).
 type errWrite struct{ error }
 
 // streamCopy copies up to n bytes (all when n < 0) from rd to w, flushing
 // after every read so clients following a download get bytes as they
-// arrive, each write bounded by writeIdleTimeout. A clean end of the body before n bytes is reported as
+// arrive. (The wait for upstream bytes does not count against the
+// client's write deadline: the recorder sets it at each write.) A clean end of the body before n bytes is reported as
 // io.ErrUnexpectedEOF.
-func streamCopy(w http.ResponseWriter, rc *http.ResponseController, rd io.Reader, n int64) (int64, error) {
+func streamCopy(w http.ResponseWriter, rd io.Reader, n int64) (int64, error) {
+	rc := http.NewResponseController(w)
 	buf := make([]byte, 64<<10)
 	var copied int64
 	for n < 0 || copied < n {
@@ -159,9 +145,6 @@ func streamCopy(w http.ResponseWriter, rc *http.ResponseController, rd io.Reader
 		}
 		m, err := rd.Read(p)
 		if m > 0 {
-			// The wait for upstream bytes above does not count against
-			// the client; accepting these bytes does.
-			rc.SetWriteDeadline(time.Now().Add(writeIdleTimeout))
 			if _, werr := w.Write(p[:m]); werr != nil {
 				return copied, errWrite{werr}
 			}
