@@ -42,6 +42,9 @@ type Server struct {
 	// LocalBinpkgs is true when they come from a local PKGDIR (usually
 	// unsigned packages), not only from a cached upstream binhost.
 	LocalBinpkgs bool
+	// UpstreamBinhost is true when an upstream binhost is cached (and, with
+	// a local PKGDIR, listed in the same index).
+	UpstreamBinhost bool
 }
 
 // Options select how a Server is derived from serve settings.
@@ -93,7 +96,8 @@ func FromServe(cfg *config.Serve, opt Options) (Server, error) {
 	}
 	if s.HTTPPort != 0 {
 		s.LocalBinpkgs = cfg.Binpkgs != ""
-		s.Binpkgs = s.LocalBinpkgs || cfg.BinhostUpstream != ""
+		s.UpstreamBinhost = cfg.BinhostUpstream != ""
+		s.Binpkgs = s.LocalBinpkgs || s.UpstreamBinhost
 	}
 	return s, nil
 }

@@ -91,8 +91,13 @@ func (s Server) Blocks() []Block {
 		if s.LocalBinpkgs {
 			lines = append(lines,
 				"# Packages built locally are usually not signed; remove this line if yours",
-				"# are (BINPKG_GPG_SIGNING_*) and the client trusts the key.",
-				"verify-signature = false")
+				"# are (BINPKG_GPG_SIGNING_*) and the client trusts the key.")
+			if s.UpstreamBinhost {
+				lines = append(lines,
+					"# It also turns off the check of the upstream binhost's signed packages,",
+					"# which this repository lists too.")
+			}
+			lines = append(lines, "verify-signature = false")
 		}
 		bs = append(bs, Block{File: BinreposConf, Section: "lanmirror", Lines: lines})
 	}
