@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -102,3 +103,17 @@ func (f *fallbackWriter) Write(p []byte) (int, error) {
 
 // Unwrap gives http.ResponseController the underlying writer.
 func (f *fallbackWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// ReadFrom keeps the sendfile path of local package files.
+func (f *fallbackWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !f.wrote {
+		f.WriteHeader(http.StatusOK)
+	}
+	if f.notFound {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := f.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{f.ResponseWriter}, src)
+}
