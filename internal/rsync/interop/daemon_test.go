@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,36 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("upload reached the module: %v", err)
 		}
 	})
+}
+
+// TestIssueRsyncdConf: the rsyncd.conf of the issue, unchanged but for the
+// path, is accepted by lanmirror: the module is listed with its comment,
+// and a loopback client, outside "hosts allow = 10.13.18.0/24", is refused
+// with rsyncd's message. (lanmirror only: stock rsyncd would need a lock
+// file in /var/run for "max connections".)
+func TestIssueRsyncdConf(t *testing.T) {
+	needRsync(t)
+	if !slices.Contains(serverKinds(), kindLanmirror) {
+		t.Skip("LANMIRROR_INTEROP_SERVERS excludes lanmirror")
+	}
+	src := newTree(t, 66, 30)
+	conf := `max connections = 5
+use chroot = yes
+read only = yes
+uid = nobody
+gid = nobody
+hosts allow = 10.13.18.0/24
+hosts deny  = *
+[niden-gentoo-portage]
+path = ` + src + `
+comment = niden.net Gentoo Portage tree
+exclude = /distfiles /packages
+`
+	srv := startServer(t, kindLanmirror, serverConf{raw: conf})
+	r := mustRsync(t, srv.url(""))
+	if !strings.Contains(r.stdout, "niden-gentoo-portage") || !strings.Contains(r.stdout, "niden.net Gentoo Portage tree") {
+		t.Errorf("module list:\n%s", r)
+	}
+	r = rsyncCmd(t, append(portageArgs(0, true), srv.url("niden-gentoo-portage/"), filepath.Join(t.TempDir(), "repo")+"/")...)
+	wantRefused(t, r, 5, "@ERROR: access denied to niden-gentoo-portage from ")
 }

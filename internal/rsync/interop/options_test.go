@@ -131,6 +131,14 @@ func TestDelta(t *testing.T) {
 				})
 			}
 		}
+		// Blocks longer than 0xFFFF: below protocol 31 the compressed
+		// history of a matched block is fed only its first 64 KiB.
+		for _, proto := range []int{30, 31} {
+			t.Run(fmt.Sprintf("protocol=%d/compress/block-size=70000", proto), func(t *testing.T) {
+				t.Parallel()
+				testDelta(t, kind, proto, true, []string{"--block-size=70000"})
+			})
+		}
 	})
 }
 

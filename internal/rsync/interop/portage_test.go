@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +160,68 @@ func testPortageSync(t *testing.T, kind serverKind, proto int, compress bool) {
 	if fi, err := os.Lstat(filepath.Join(dst, ch.FileToDir)); err != nil || fi.Mode().Type() != fs.ModeDir {
 		t.Errorf("%s should now be a directory: %v %v", ch.FileToDir, fi, err)
 	}
+}
+
+// TestPortageVariants is emerge --sync with the options emerge adds:
+// --verbose and --progress (emerge --verbose), --quiet, and --checksum
+// (emerge --debug).
+func TestPortageVariants(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		src := newTree(t, 71, 300)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src}}})
+		for _, c := range []struct {
+			name  string
+			extra []string
+		}{
+			{"verbose-progress", []string{"--verbose", "--progress"}},
+			{"quiet", []string{"--quiet"}},
+			{"checksum", []string{"--verbose", "--checksum"}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				dst := filepath.Join(t.TempDir(), "repo")
+				args := append(portageArgs(0, true, c.extra...), srv.url(mod+"/"), dst+"/")
+				r := mustRsync(t, args...)
+				compareTrees(t, src, dst, portageCmp(0))
+				if c.name == "verbose-progress" && !strings.Contains(r.stdout, "100%") {
+					t.Errorf("--progress printed no 100%% line:\n%s", r)
+				}
+				r = mustRsync(t, args...)
+				if c.name != "quiet" {
+					wantTransferred(t, r, 0)
+				}
+			})
+		}
+	})
+}
+
+// TestConcurrentClients: several Portage syncs at once share the server's
+// file list and each gets the whole tree.
+func TestConcurrentClients(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		src := newTree(t, 72, 400)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src}}})
+		const n = 6
+		dsts := make([]string, n)
+		results := make([]*rsyncResult, n)
+		var wg sync.WaitGroup
+		for i := range dsts {
+			dsts[i] = filepath.Join(t.TempDir(), "repo")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = rsyncCmd(t, append(portageArgs(0, true), srv.url(mod+"/"), dsts[i]+"/")...)
+			}()
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.code != 0 {
+				t.Errorf("client %d failed:\n%s", i, r)
+				continue
+			}
+			compareTrees(t, src, dsts[i], portageCmp(0))
+		}
+	})
 }

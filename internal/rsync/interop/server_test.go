@@ -66,6 +66,8 @@ type module struct {
 type serverConf struct {
 	modules []module
 	motd    string // text of the motd file; "" for none
+	// raw, when set, is the whole rsyncd.conf, used as it is.
+	raw string
 }
 
 // server is a running daemon started by a test.
@@ -152,7 +154,11 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 		}
 	}
 	confPath := filepath.Join(dir, "rsyncd.conf")
-	if err := os.WriteFile(confPath, []byte(rsyncdConf(kind, dir, conf)), 0o644); err != nil {
+	text := conf.raw
+	if text == "" {
+		text = rsyncdConf(kind, dir, conf)
+	}
+	if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var lastErr error
