@@ -59,11 +59,11 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 	w := bufio.NewWriter(conn)
 	fail := func(msg string, err error, result, module string) {
 		log.Warn("rsync connection refused", "reason", msg, "err", err)
-		fmt.Fprintf(w, "@ERROR: %s\n", msg)
-		_ = w.Flush()
 		if result != "" && module != "" {
 			metrics.RsyncSessions.WithLabelValues(module, result).Inc()
 		}
+		fmt.Fprintf(w, "@ERROR: %s\n", msg)
+		_ = w.Flush()
 		lingerClose(conn)
 	}
 
@@ -176,8 +176,8 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 	args, err := readArgs(br, proto)
 	if err != nil {
 		log.Warn("rsync bad argument list", "err", err)
-		sessionError(conn, w, proto, fmt.Sprintf("rsync: %v", err))
 		metrics.RsyncSessions.WithLabelValues(name, "error").Inc()
+		sessionError(conn, w, proto, fmt.Sprintf("rsync: %v", err))
 		lingerClose(conn)
 		return
 	}
@@ -188,8 +188,8 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 			msg = fmt.Sprintf("ERROR: module is read only: lanmirror does not accept uploads to %s", name)
 		}
 		log.Warn("rsync request refused", "err", err, "args", strings.Join(args, " "))
-		sessionError(conn, w, proto, msg)
 		metrics.RsyncSessions.WithLabelValues(name, "error").Inc()
+		sessionError(conn, w, proto, msg)
 		lingerClose(conn)
 		return
 	}

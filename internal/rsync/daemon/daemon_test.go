@@ -694,7 +694,8 @@ func TestSessionMetrics(t *testing.T) {
 		t.Fatal("denied client served")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok")) != ok+1 && time.Now().Before(deadline) {
+	for (metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok")) != ok+1 ||
+		metricValue(t, metrics.RsyncActive.WithLabelValues("metrics-mod")) != 0) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := metricValue(t, metrics.RsyncSessions.WithLabelValues("metrics-mod", "ok")); got != ok+1 {
