@@ -869,3 +869,53 @@ func TestHTTPAliasAndTraversal(t *testing.T) {
 		t.Fatal("PUT wrote a file")
 	}
 }
+
+// An upstream that sends no Content-Length: lanmirror streams chunked, the
+// client gets every byte; when such a body breaks, the client sees a
+// failure (no terminating chunk) and nothing is cached.
+func TestHTTPUnknownLengthUpstream(t *testing.T) {
+	data := htData(800_000, 10)
+	var broken atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/distfiles/nolen-1.tar.gz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-gzip")
+		w.WriteHeader(http.StatusOK)
+		for off := 0; off < len(data); off += 64 << 10 {
+			if broken.Load() && off >= len(data)/2 {
+				panic(http.ErrAbortHandler)
+			}
+			w.Write(data[off:min(off+64<<10, len(data))])
+			w.(http.Flusher).Flush()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(up.Close)
+	srv := startHTTPComponent(t, &config.Serve{Mirrors: []string{up.URL}})
+	dir := t.TempDir()
+	u := srv.url + "/distfiles/nolen-1.tar.gz"
+
+	broken.Store(true)
+	r := htRun(t, dir, nil, "curl", "-sS", "-o", "b", u)
+	if r.code == 0 {
+		t.Fatal("curl succeeded on a broken body of unknown length")
+	}
+	if _, err := os.Stat(filepath.Join(srv.data, "distfiles", "nolen-1.tar.gz")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("broken download cached: %v", err)
+	}
+	broken.Store(false)
+	r = htRun(t, dir, nil, "curl", "-sSf", "-D", "h", "-o", "ok", u)
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "ok")), data) {
+		t.Fatalf("unknown length: %d %s", r.code, r.out)
+	}
+	if h := strings.ToLower(string(htReadFile(t, filepath.Join(dir, "h")))); !strings.Contains(h, "transfer-encoding: chunked") {
+		t.Fatalf("not chunked:\n%s", h)
+	}
+	// Cached now: a plain answer with its length.
+	r = htRun(t, dir, nil, "curl", "-sSI", u)
+	if !strings.Contains(r.out, "Content-Length: 800000") {
+		t.Fatalf("HEAD after caching:\n%s", r.out)
+	}
+}
