@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -262,9 +263,16 @@ func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[
 }
 
 // fresh reports whether every directory of s still has its scanned mtime.
+//
+// Only directory mtimes are read here, never data, so the check uses
+// plain lstat calls below the root's path (one system call each; going
+// through the Root costs several per path): a symlink planted in the
+// tree could at worst trigger a needless rescan, which goes through the
+// Root again.
 func (c *Cache) fresh(s *snapshot) bool {
+	base := c.root.Name()
 	for d, st := range s.dirs {
-		fi, err := c.root.Lstat(d)
+		fi, err := os.Lstat(filepath.Join(base, filepath.FromSlash(d)))
 		if err != nil || !fi.IsDir() {
 			return false
 		}
