@@ -1,11 +1,13 @@
 package httpd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/distcache"
 )
@@ -60,10 +62,7 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, segs []strin
 		s.serveLayoutConf(w, r)
 		return
 	}
-	var known bool
-	if s.opt.Verifier != nil {
-		_, known = s.opt.Verifier.Lookup(name)
-	}
+	known := s.knownDist(r.Context(), name)
 	var origins []string
 	refusal := ""
 	switch {
@@ -95,6 +94,35 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, segs []strin
 		return
 	}
 	s.serveBody(w, r, b, out)
+}
+
+// verifierWait bounds how long fetch-through waits for a DIST index that
+// is still being built (at start) before it answers for a name it does not
+// know yet.
+const verifierWait = 30 * time.Second
+
+// knownDist reports whether the Verifier has a DIST entry for name. A
+// Verifier that tells when its first build is done (Ready, as
+// gentoo.TreeIndex does) is waited for, within verifierWait.
+func (s *Server) knownDist(ctx context.Context, name string) bool {
+	v := s.opt.Verifier
+	if v == nil {
+		return false
+	}
+	if _, ok := v.Lookup(name); ok {
+		return true
+	}
+	if rv, ok := v.(interface{ Ready() <-chan struct{} }); ok {
+		t := time.NewTimer(verifierWait)
+		defer t.Stop()
+		select {
+		case <-rv.Ready():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	_, ok := v.Lookup(name)
+	return ok
 }
 
 func isNotFound(err error) bool {

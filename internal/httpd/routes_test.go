@@ -18,6 +18,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/acl"
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
+	"github.com/lanmirror/lanmirror/internal/gentoo"
 )
 
 // lockedBuffer is a goroutine-safe access-log sink.
@@ -624,5 +625,37 @@ func TestStalledClientDisconnected(t *testing.T) {
 	}
 	if reused != 1 {
 		t.Fatalf("connection reused %d times, want 1", reused)
+	}
+}
+
+// readyVerifier knows its names only once ready is closed.
+type readyVerifier struct {
+	ready chan struct{}
+	names fakeVerifier
+}
+
+func (v *readyVerifier) Ready() <-chan struct{} { return v.ready }
+func (v *readyVerifier) Lookup(name string) (gentoo.Dist, bool) {
+	select {
+	case <-v.ready:
+		return v.names.Lookup(name)
+	default:
+		return gentoo.Dist{}, false
+	}
+}
+
+// Fetch-through waits for a DIST index still being built instead of
+// refusing a name it will know.
+func TestFetchThroughWaitsForTheIndex(t *testing.T) {
+	v := &readyVerifier{ready: make(chan struct{}), names: fakeVerifier{"late-1.tar.gz": 10}}
+	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}, Verifier: v})
+	e.cache.put("late-1.tar.gz", &fakeObject{data: []byte("0123456789")})
+	time.AfterFunc(300*time.Millisecond, func() { close(v.ready) })
+	code, body := e.status(e.url + "/fetch/late-1.tar.gz?uri=https://8.8.8.8/late-1.tar.gz")
+	if code != 200 || body != "0123456789" {
+		t.Fatalf("%d %q", code, body)
+	}
+	if !slices.Contains(e.cache.callList(), "distfile late-1.tar.gz https://8.8.8.8/late-1.tar.gz") {
+		t.Fatalf("origin not passed once the index was ready: %v", e.cache.callList())
 	}
 }
