@@ -61,6 +61,7 @@ func serveFlags(fs *pflag.FlagSet, cfg *config.Serve) (finish func() error) {
 	fs.StringVar(&cfg.BinhostUpstream, "binhost-upstream", "", "upstream binhost URL cached under /binpkgs/")
 	maxCache := fs.String("max-cache", "", "distfiles cache size cap (e.g. 200G); empty: no cap")
 	fs.DurationVar(&cfg.CleanInterval, "clean-interval", 0, "how often to clean the cache (e.g. 24h); 0 disables")
+	fs.DurationVar(&cfg.CleanGrace, "clean-grace", d.CleanGrace, "periodic cleaning keeps distfiles the tree no longer references this long after their last use")
 	return func() error {
 		for _, a := range *aliases {
 			al, err := config.ParseAlias(a)

@@ -70,7 +70,11 @@ func openClean(_ context.Context, env *serveEnv) (func(context.Context) error, e
 
 // cleanPass runs one cleaning and logs what it did.
 func cleanPass(ctx context.Context, env *serveEnv, store *distcache.Store, ti *gentoo.TreeIndex) {
-	pol := evict.Policy{MaxSize: env.cfg.MaxCache, Grace: defaultGrace}
+	grace := env.cfg.CleanGrace
+	if grace <= 0 {
+		grace = defaultGrace
+	}
+	pol := evict.Policy{MaxSize: env.cfg.MaxCache, Grace: grace}
 	if ti != nil {
 		switch idx := ti.Current(); {
 		case idx == nil:

@@ -17,6 +17,9 @@ const (
 	DefaultRsyncAddr  = ":873"
 	DefaultMirror     = "https://distfiles.gentoo.org"
 	DefaultModuleName = "gentoo-portage"
+	// DefaultCleanGrace keeps unreferenced distfiles 30 days, as eclean-dist
+	// users expect.
+	DefaultCleanGrace = 30 * 24 * time.Hour
 )
 
 // TreeExcludes are kept out of a served tree (server side), as Portage
@@ -91,6 +94,9 @@ type Serve struct {
 	MaxCache int64
 	// CleanInterval is how often the daemon cleans the cache; 0 disables.
 	CleanInterval time.Duration
+	// CleanGrace is how long a distfile no DIST entry of the tree references
+	// stays after its last use before periodic cleaning removes it.
+	CleanGrace time.Duration
 }
 
 // Defaults returns the settings lanmirror uses when nothing is configured.
@@ -102,6 +108,7 @@ func Defaults() Serve {
 		RsyncAddr:    DefaultRsyncAddr,
 		TreeInterval: time.Hour,
 		TreeKeep:     3,
+		CleanGrace:   DefaultCleanGrace,
 	}
 }
 
