@@ -90,7 +90,7 @@ func checkConfig(w io.Writer, cfg *config.Serve) error {
 		fmt.Fprintf(w, "  %-12s%s\n", "pid file", s.pidFile)
 	}
 	if s.motd != "" {
-		fmt.Fprintf(w, "  %-12s%d lines\n", "motd", strings.Count(s.motd, "\n")+1)
+		fmt.Fprintf(w, "  %-12s%d lines\n", "motd", strings.Count(strings.TrimRight(s.motd, "\n"), "\n")+1)
 	}
 	if named {
 		fmt.Fprintf(w, "  %-12suid %s, gid %s (applied when started as root)\n", "user", dashIfEmpty(uid), dashIfEmpty(gid))

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/rsync/daemon"
@@ -118,7 +117,7 @@ func readMOTD(path string) (string, error) {
 	if len(b) > maxMOTD {
 		return "", fmt.Errorf("larger than %d bytes", maxMOTD)
 	}
-	return strings.TrimRight(string(b), "\n"), nil
+	return string(b), nil
 }
 
 // openRsync loads the modules, binds the listener and writes the pid file;

@@ -281,7 +281,7 @@ list = no
 		t.Fatalf("pid file: %q %v (pid %d)", b, err, p.cmd.Process.Pid)
 	}
 	out, errs, err := rsyncCmd(t, "rsync://"+addr+"/")
-	if err != nil || out != "Welcome to ws1 (lanmirror)\ngentoo-portage \tGentoo Portage tree\n" {
+	if err != nil || out != "Welcome to ws1 (lanmirror)\n\ngentoo-portage \tGentoo Portage tree\n" {
 		t.Fatalf("module list: %v %q %q", err, out, errs)
 	}
 	_, errs, err = rsyncCmd(t, "-r", "rsync://"+addr+"/nope/", filepath.Join(work, "x"))

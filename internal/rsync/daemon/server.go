@@ -49,7 +49,8 @@ type Config struct {
 	// Modules are the served modules, in listing order.
 	Modules []config.Module
 	// MOTD is the message of the day sent to every client after the
-	// greeting (the contents of "motd file"); empty: none.
+	// greeting (the contents of "motd file", sent verbatim and followed by
+	// a newline, as rsyncd does); empty: none.
 	MOTD string
 	// Logger receives one line per connection and per session; nil:
 	// slog.Default().
