@@ -238,8 +238,12 @@ func isNetErr(err error) bool {
 // clientMsg handles an out-of-band message from the client (protocol 30+).
 func (s *session) clientMsg(code wire.MsgCode, payload []byte) error {
 	switch code {
-	case wire.MsgInfo, wire.MsgWarning, wire.MsgError, wire.MsgErrorXfer:
-		s.log.Debug("client message", "code", int(code), "text", strings.TrimSpace(string(payload)))
+	case wire.MsgInfo:
+		s.log.Debug("client message", "text", strings.TrimSpace(string(payload)))
+	case wire.MsgWarning, wire.MsgError, wire.MsgErrorXfer:
+		// The client's own complaints (e.g. a file that failed
+		// verification): worth the operator's attention.
+		s.log.Info("rsync client reported", "code", int(code), "text", strings.TrimSpace(string(payload)))
 	case wire.MsgIOError:
 		if len(payload) == 4 {
 			s.log.Debug("client io error", "flags", binary.LittleEndian.Uint32(payload))
