@@ -219,8 +219,10 @@ func TestDiskPackagesServedWhenFresh(t *testing.T) {
 	gen := do(h, "GET", "/Packages").Body.Bytes()
 
 	// The PKGDIR's own index (as Portage would write it: here the generated
-	// one with an extra header key and TIMESTAMP as mtime) is served as is.
+	// one with an extra header key and a later TIMESTAMP, its mtime).
+	genTS := parseIndex(t, gen).Header["TIMESTAMP"]
 	own := strings.Replace(string(gen), "PACKAGES:", "ARCH: amd64\nPACKAGES:", 1)
+	own = strings.Replace(own, "TIMESTAMP: "+genTS, "TIMESTAMP: "+strconv.FormatInt(mustAtoi(t, genTS)+5, 10), 1)
 	ownTime := time.Now().Add(-time.Minute).Truncate(time.Second)
 	writeFile(t, dir, "Packages", []byte(own), ownTime)
 	w := do(h, "GET", "/Packages")
@@ -274,6 +276,25 @@ func TestDiskPackagesServedWhenFresh(t *testing.T) {
 	}
 	if wz := do(h, "GET", "/Packages.gz"); !bytes.Equal(gunzip(t, wz.Body.Bytes()), w.Body.Bytes()) {
 		t.Error("Packages.gz differs from the generated Packages")
+	}
+
+	// The change undone (the on-disk index matches the files again): its
+	// TIMESTAMP is older than the generated one clients may hold, so an
+	// index with a later TIMESTAMP is generated instead.
+	writeFile(t, dir, testPkgs[0].path, xpakPackage(t, testPkgs[0].md), pkgTime)
+	w5 := do(h, "GET", "/Packages")
+	ix5 := parseIndex(t, w5.Body.Bytes())
+	if w5.Body.String() == own || mustAtoi(t, ix5.Header["TIMESTAMP"]) <= mustAtoi(t, ix.Header["TIMESTAMP"]) {
+		t.Errorf("after the change was undone: TIMESTAMP %s, was %s", ix5.Header["TIMESTAMP"], ix.Header["TIMESTAMP"])
+	}
+	if w := do(h, "GET", "/Packages", "If-Modified-Since", w.Header().Get("Last-Modified")); w.Code != 200 {
+		t.Errorf("If-Modified-Since of the previous index: %d, want 200", w.Code)
+	}
+	// A newer on-disk index (Portage rewrote it) is served as is again.
+	newer := strings.Replace(own, "TIMESTAMP: "+old.Header["TIMESTAMP"], "TIMESTAMP: "+strconv.FormatInt(mustAtoi(t, ix5.Header["TIMESTAMP"])+10, 10), 1)
+	writeFile(t, dir, "Packages", []byte(newer), time.Now())
+	if got := do(h, "GET", "/Packages").Body.String(); got != newer {
+		t.Errorf("newer on-disk index not served:\n%s", got)
 	}
 }
 

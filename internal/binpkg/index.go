@@ -123,6 +123,13 @@ func (x *indexer) fromDisk(gz bool) (answer, bool) {
 	if x.disk.err != nil || !x.diskFresh() {
 		return answer{}, false
 	}
+	if x.lastTime != 0 {
+		// Once an index was generated, clients may hold its TIMESTAMP: the
+		// on-disk one is only served again when it is newer.
+		if ts, err := strconv.ParseInt(x.disk.timestamp, 10, 64); err != nil || ts <= x.lastTime {
+			return answer{}, false
+		}
+	}
 	if !gz {
 		return answer{file: "Packages", modTime: st.ModTime()}, true
 	}
