@@ -225,3 +225,40 @@ func TestConcurrentClients(t *testing.T) {
 		}
 	})
 }
+
+// TestInPlaceChange: files changed in place (written without a rename, so
+// no directory changes) must reach clients too. A mirror script that does
+// `date -u ... > metadata/timestamp.chk` is the common case: the probe sees
+// the new timestamp, so the full sync must bring it, or emerge would find a
+// new timestamp on every probe and never catch up.
+func TestInPlaceChange(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		src := newTree(t, 73, 200)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src}}})
+		dst := filepath.Join(t.TempDir(), "repo")
+		args := append(portageArgs(0, true), srv.url(mod+"/"), dst+"/")
+		mustRsync(t, args...)
+
+		ts := filepath.Join(src, testtree.TimestampFile)
+		f, err := os.OpenFile(ts, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("Tue, 24 Nov 2026 12:00:00 +0000\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(src, "eclass/cmake.eclass"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		settle(kind)
+		probe(t, srv, mod, src, 0, true)
+		r := mustRsync(t, args...)
+		if compareTrees(t, src, dst, portageCmp(0)) > 0 {
+			t.Errorf("in-place changes did not reach the client\n%s", r)
+		}
+	})
+}
