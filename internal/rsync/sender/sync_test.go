@@ -20,7 +20,7 @@ var portageSkip = []string{"distfiles", "local", "packages", ".git", "profiles/l
 // the result byte for byte.
 func TestPortageSyncProtocol31(t *testing.T) {
 	src := t.TempDir()
-	makeTree(t, src, 300)
+	makeTree(t, src, 1000)
 	srv := startServer(t, src, true)
 	dst := t.TempDir()
 	out, err := rsyncCmd(t, append(without(portageOpts, "--compress"), srv.url(), dst+"/")...)
@@ -31,7 +31,7 @@ func TestPortageSyncProtocol31(t *testing.T) {
 		t.Fatalf("session: %v\n%s", serr, out)
 	}
 	compareTrees(t, src, dst, true, portageSkip...)
-	if !strings.Contains(out, "Number of regular files transferred: 305") {
+	if !strings.Contains(out, "Number of regular files transferred: 1,005") {
 		t.Errorf("unexpected stats:\n%s", out)
 	}
 }
@@ -217,6 +217,30 @@ func TestArchiveChecksum(t *testing.T) {
 				t.Errorf("-c re-sync transferred files:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestArchiveCompressed runs -avz, then -avz again after changes.
+func TestArchiveCompressed(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 40)
+	srv := startServer(t, src, true)
+	for _, proto := range []string{"27", "30", "31"} {
+		t.Run("p"+proto, func(t *testing.T) {
+			dst := t.TempDir()
+			o := []string{"-avz", "--delete", "--stats", "--protocol=" + proto}
+			syncOnce(t, srv, dst, o...)
+			compareTrees(t, src, dst, proto == "31")
+		})
+	}
+	dst := t.TempDir()
+	syncOnce(t, srv, dst, "-avz")
+	modifyTree(t, src)
+	srv.lists.Invalidate()
+	out := syncOnce(t, srv, dst, "-avz", "--delete", "--stats")
+	compareTrees(t, src, dst, true)
+	if !strings.Contains(out, "Number of regular files transferred: 3\n") {
+		t.Errorf("-avz after changes:\n%s", out)
 	}
 }
 
