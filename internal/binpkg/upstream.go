@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,8 +28,8 @@ const maxUpstreamIndex = 512 << 20
 // packages too: every local entry, then each upstream entry whose PATH no
 // local entry has (local files win, as the mount serves them first). The
 // merged index gets its own TIMESTAMP, raised whenever either side
-// changes. When the upstream index cannot be had, the last merged index is
-// served while the local side is unchanged, else the local index alone.
+// changes. When the upstream index cannot be had or read, the last good one
+// is merged (before there is one, the local index is served alone).
 // Call it before serving.
 func (h *Handler) SetUpstream(f UpstreamIndex) { h.up = &merger{fetch: f} }
 
@@ -39,6 +40,8 @@ type merger struct {
 	mu       sync.Mutex
 	key      [2][sha256.Size]byte // digests of the local and upstream indexes merged
 	merged   *memIndex
+	lastUp   []byte            // the upstream index last merged
+	badUp    [sha256.Size]byte // digest of an upstream index that failed to merge
 	lastTime int64
 }
 
@@ -56,28 +59,46 @@ func (h *Handler) merged(ctx context.Context, gz bool) (answer, bool) {
 		}
 	}
 	m := h.up
-	up, upErr := m.read(ctx)
+	up, err := m.read(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	lk := sha256.Sum256(local)
-	if upErr != nil {
-		if m.merged != nil && m.key[0] == lk {
-			h.log.Warn("binpkg: upstream index unavailable, serving the last merged one", "err", upErr)
-			return m.merged.answer(gz), true
+	if err == nil {
+		uk := sha256.Sum256(up)
+		if uk != m.badUp {
+			if err = m.update(local, lk, up, uk); err == nil {
+				return m.merged.answer(gz), true
+			}
+			m.badUp = uk
+			h.log.Warn("binpkg: cannot merge the upstream index", "err", err)
+		} else {
+			err = errors.New("upstream index unusable (logged before)")
 		}
-		h.log.Warn("binpkg: upstream index unavailable, serving the local one", "err", upErr)
+	}
+	if m.lastUp == nil {
+		h.log.Warn("binpkg: no upstream index to merge, serving the local one", "err", err)
 		return answer{}, false
 	}
-	key := [2][sha256.Size]byte{lk, sha256.Sum256(up)}
-	if m.merged == nil || m.key != key {
-		mi, err := m.merge(local, up)
-		if err != nil {
-			h.log.Warn("binpkg: cannot merge the upstream index, serving the local one", "err", err)
-			return answer{}, false
-		}
-		m.merged, m.key = mi, key
+	h.log.Warn("binpkg: merging the last upstream index read", "err", err)
+	if err := m.update(local, lk, m.lastUp, sha256.Sum256(m.lastUp)); err != nil {
+		return answer{}, false
 	}
 	return m.merged.answer(gz), true
+}
+
+// update makes m.merged the merge of local and up (digests lk and uk),
+// building it unless it is that already.
+func (m *merger) update(local []byte, lk [sha256.Size]byte, up []byte, uk [sha256.Size]byte) error {
+	key := [2][sha256.Size]byte{lk, uk}
+	if m.merged != nil && m.key == key {
+		return nil
+	}
+	mi, err := m.merge(local, up)
+	if err != nil {
+		return err
+	}
+	m.merged, m.key, m.lastUp = mi, key, up
+	return nil
 }
 
 // read fetches the upstream index, bounded.

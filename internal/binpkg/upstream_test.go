@@ -118,16 +118,28 @@ func TestUpstreamIndexMerged(t *testing.T) {
 	if !strings.Contains(w3.Body.String(), "CPV: sys-apps/up-3\n") || mustAtoi(t, ix3.Header["TIMESTAMP"]) <= mustAtoi(t, ix.Header["TIMESTAMP"]) {
 		t.Errorf("after an upstream change:\n%s", w3.Body)
 	}
-	// Local change while upstream is down: the local index alone.
+	// Local change while upstream is down: merged with the last upstream
+	// index read, under a later TIMESTAMP.
 	up.set("", true)
 	writeFile(t, dir, "app-misc/new-1.tbz2", xpakPackage(t, meta{"CATEGORY": "app-misc", "PF": "new-1", "SLOT": "0"}), time.Now())
 	w4 := do(h, "GET", "/Packages")
-	if s := w4.Body.String(); !strings.Contains(s, "CPV: app-misc/new-1\n") || strings.Contains(s, "dev-lang/go") {
+	ix4 := parseIndex(t, w4.Body.Bytes())
+	if s := w4.Body.String(); !strings.Contains(s, "CPV: app-misc/new-1\n") || !strings.Contains(s, "CPV: sys-apps/up-3\n") ||
+		mustAtoi(t, ix4.Header["TIMESTAMP"]) <= mustAtoi(t, ix3.Header["TIMESTAMP"]) {
 		t.Errorf("local change, upstream down:\n%s", s)
 	}
-	// An upstream index of another format version is not merged.
-	up.set(strings.Replace(upstreamIndex, "VERSION: 0", "VERSION: 9", 1), false)
-	if s := do(h, "GET", "/Packages").Body.String(); strings.Contains(s, "dev-lang/go") {
-		t.Error("upstream index of VERSION 9 merged")
+	// An upstream index of another format version is not merged: the last
+	// good one stays.
+	up.set(strings.Replace(strings.Replace(upstreamIndex, "VERSION: 0", "VERSION: 9", 1), "sys-apps/up-2", "sys-apps/up-9", 1), false)
+	for range 2 {
+		if w5 := do(h, "GET", "/Packages"); !bytes.Equal(w5.Body.Bytes(), w4.Body.Bytes()) {
+			t.Errorf("upstream index of VERSION 9:\n%s", w5.Body)
+		}
+	}
+	// Before any upstream index was read, the local one alone.
+	h2 := newTestHandler(t, dir)
+	h2.SetUpstream((&fakeUpstream{fail: true}).fetch)
+	if s := do(h2, "GET", "/Packages").Body.String(); !strings.Contains(s, "CPV: app-misc/new-1\n") || strings.Contains(s, "sys-apps/up") {
+		t.Errorf("upstream never read:\n%s", s)
 	}
 }
