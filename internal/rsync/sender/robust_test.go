@@ -22,7 +22,7 @@ import (
 // client is told the file vanished, gets everything else,
 // and the session itself succeeds.
 func TestVanishedFile(t *testing.T) {
-	for _, proto := range []string{"29", "31"} {
+	for _, proto := range []string{"27", "29", "30", "31"} {
 		t.Run("p"+proto, func(t *testing.T) {
 			src := t.TempDir()
 			makeTree(t, src, 20)
@@ -57,15 +57,30 @@ func TestMissingSourcePath(t *testing.T) {
 	src := t.TempDir()
 	makeTree(t, src, 5)
 	srv := startServer(t, src, true)
-	out, err := rsyncCmd(t, "-rlpt", srv.url()+"no/such/file", t.TempDir()+"/")
-	var ee interface{ ExitCode() int }
-	if !errors.As(err, &ee) || ee.ExitCode() != 23 || !strings.Contains(out, "no/such/file") {
-		t.Fatalf("want exit 23 naming the path, got %v:\n%s", err, out)
+	for _, proto := range []string{"27", "29", "30", "31"} {
+		// Alone (empty list) and beside a path that exists.
+		for _, extra := range []string{"", "Manifest"} {
+			args := []string{"-rlpt", "--protocol=" + proto, srv.url() + "no/such/file"}
+			if extra != "" {
+				args = append(args, srv.url()+extra)
+			}
+			dst := t.TempDir()
+			out, err := rsyncCmd(t, append(args, dst+"/")...)
+			var ee interface{ ExitCode() int }
+			if !errors.As(err, &ee) || ee.ExitCode() != 23 || !strings.Contains(out, "no/such/file") {
+				t.Fatalf("p%s %q: want exit 23 naming the path, got %v:\n%s", proto, extra, err, out)
+			}
+			srv.sessionErr()
+			if extra != "" {
+				if _, err := os.Stat(filepath.Join(dst, extra)); err != nil {
+					t.Errorf("p%s: existing path not sent: %v", proto, err)
+				}
+			}
+		}
 	}
-	srv.sessionErr()
 	// With --ignore-missing-args the missing path is skipped silently.
 	dst := t.TempDir()
-	out, err = rsyncCmd(t, "-rlpt", "--ignore-missing-args", srv.url()+"no/such/file", srv.url()+"Manifest", dst+"/")
+	out, err := rsyncCmd(t, "-rlpt", "--ignore-missing-args", srv.url()+"no/such/file", srv.url()+"Manifest", dst+"/")
 	if serr := srv.sessionErr(); err != nil || serr != nil {
 		t.Fatalf("--ignore-missing-args: %v / %v\n%s", err, serr, out)
 	}
