@@ -6,6 +6,7 @@
 // and gzipped. The PKGDIR's own Packages file is served as is while it
 // matches the package files; otherwise an index is generated from the
 // packages' xpak or gpkg metadata and kept in memory until the files change.
+// With SetUpstream, the index also lists an upstream binhost's packages.
 //
 // All file access goes through os.Root, so no request can reach outside
 // the directory, not even through symbolic links.
@@ -40,7 +41,7 @@ type Handler struct {
 // cannot be opened as a directory. A nil log discards messages. In the
 // background it prepares the index (checks the PKGDIR's own Packages, or
 // generates one), so that the first client does not wait for it; Close
-// stops that.
+// stops that. The handler is a *Handler (Close, SetUpstream).
 func NewHandler(dir string, log *slog.Logger) (http.Handler, error) {
 	return newHandler(dir, log, time.Second, true)
 }
