@@ -1,6 +1,14 @@
-// Package token writes the rsync token stream that carries one file's
+// Package token writes the rsync token stream that carries each file's
 // data from the sender: literal runs and references to blocks the
 // receiver already has, ended by an end-of-file token.
+//
+// Without compression the stream is plain (Plain). With -z it is one of
+// stock rsync's compressed streams (token.c): flag-byte records for
+// block runs and compressed data, with the data deflated ("zlib", where
+// matched blocks also enter the deflate history, and "zlibx", where they
+// do not) or zstd-compressed ("zstd"). The writers are checked against
+// stock rsync clients in internal/rsync/sender (compress_test.go) and
+// against a model of rsync's receiver in this package's tests.
 package token
 
 import (
