@@ -294,7 +294,9 @@ type Entry struct {
 
 // Entries lists the objects whose keys start with prefix (e.g.
 // DistfilesPrefix), sorted by key. Directories and anything that is not a
-// regular file are skipped.
+// regular file are skipped; with an empty prefix, only the object
+// directories (distfiles/, urls/, binhost/) are listed, not the rest of
+// the data directory (tree snapshots, state).
 func (s *Store) Entries(prefix string) ([]Entry, error) {
 	dir := "."
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
@@ -312,8 +314,8 @@ func (s *Store) Entries(prefix string) ([]Entry, error) {
 			return err
 		}
 		if d.IsDir() {
-			if dir == "." && (p == partialDir || p == stateDir) {
-				return fs.SkipDir
+			if dir == "." && strings.Count(p, "/") == 0 && p != "." && !isObjectDir(p) {
+				return fs.SkipDir // .partial, state, tree/ (the ebuild tree snapshots)...
 			}
 			return nil
 		}
@@ -341,6 +343,15 @@ func (s *Store) Entries(prefix string) ([]Entry, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// isObjectDir reports whether a top-level directory holds objects.
+func isObjectDir(name string) bool {
+	switch name + "/" {
+	case DistfilesPrefix, URLsPrefix, BinhostPrefix:
+		return true
+	}
+	return false
 }
 
 // Close writes the served-time index and releases the store.

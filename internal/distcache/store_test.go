@@ -187,6 +187,8 @@ func TestStoreEntriesAndServed(t *testing.T) {
 	if !ents[0].LastServed.IsZero() || ents[1].LastServed.Before(before) {
 		t.Fatalf("LastServed: %+v", ents)
 	}
+	os.MkdirAll(filepath.Join(dir, "tree", "snapshots", "1"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tree", "snapshots", "1", "Manifest"), []byte("x"), 0o644)
 	all, err := s.Entries("")
 	if err != nil || len(all) != 4 {
 		t.Fatalf("Entries(\"\") = %+v, %v", all, err)
