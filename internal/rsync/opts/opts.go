@@ -39,6 +39,10 @@ type Options struct {
 	NumericIDs   bool
 	ListOnly     bool
 	Inplace      bool
+	// CopyLinks (-L) sends the referents of symlinks, CopyDirLinks (-k)
+	// those of symlinks to directories, CopyUnsafeLinks those of links
+	// pointing outside the transfer (never outside the module).
+	CopyLinks, CopyDirLinks, CopyUnsafeLinks bool
 	// IgnoreMissingArgs: a source path that does not exist is skipped
 	// silently (--ignore-missing-args).
 	IgnoreMissingArgs bool
@@ -67,7 +71,7 @@ func (o *Options) HasCap(c byte) bool {
 // are harmless for a read-only sender.
 var ignoredLong = map[string]bool{
 	"--safe-links": true, "--inplace": true, "--numeric-ids": true,
-	"--copy-unsafe-links": true, "--ignore-errors": true, "--partial": true,
+	"--ignore-errors": true, "--partial": true,
 	"--delay-updates": true, "--size-only": true, "--ignore-times": true,
 	"--no-implied-dirs": true, "--munge-links": true, "--append": true,
 	"--append-verify": true, "--existing": true, "--ignore-existing": true,
@@ -119,6 +123,8 @@ func Parse(args []string) (*Options, error) {
 			o.SafeLinks = true
 		case a == "--numeric-ids":
 			o.NumericIDs = true
+		case a == "--copy-unsafe-links":
+			o.CopyUnsafeLinks = true
 		case a == "--ignore-missing-args":
 			o.IgnoreMissingArgs = true
 		case a == "--no-relative":
@@ -247,7 +253,11 @@ func (o *Options) shortGroup(g string) error {
 			o.Relative = true
 		case 'x':
 			o.OneFS = true
-		case 'I', 'u', 'b', 'k', 'K', 'L', 'm', 'y', 'J', 'U', 'N', 'i', 'C', 'S':
+		case 'L':
+			o.CopyLinks = true
+		case 'k':
+			o.CopyDirLinks = true
+		case 'I', 'u', 'b', 'K', 'm', 'y', 'J', 'U', 'N', 'i', 'C', 'S':
 			// Options that only affect the receiver/generator, or that a
 			// sender of a plain tree can ignore.
 		case 'H', 'A', 'X', 'E':

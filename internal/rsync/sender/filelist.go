@@ -82,8 +82,14 @@ func (s *session) buildList(ctx context.Context) ([]*flist.File, error) {
 		s.reportMissing(good[0], err)
 		return nil, nil
 	}
-	files := make([]*flist.File, 0, len(l.Files))
-	for _, f := range l.Files {
+	all := l.Files
+	if s.followsLinks() {
+		if all, err = s.followLinks(ctx, c, all, rules, 0); err != nil {
+			return nil, err
+		}
+	}
+	files := make([]*flist.File, 0, len(all))
+	for _, f := range all {
 		if s.keep(f) {
 			files = append(files, f)
 		}
@@ -135,7 +141,7 @@ func (s *session) sendFileList(ctx context.Context) error {
 	start := time.Now()
 	eo := s.encodeOptions()
 	paths := stripModule(s.o.Paths, s.cfg.ModuleName)
-	if s.cfg.Lists != nil && !s.o.Checksum && isModuleRoot(paths) {
+	if s.cfg.Lists != nil && !s.o.Checksum && !s.followsLinks() && isModuleRoot(paths) {
 		// The common case (every emerge --sync): the whole module with
 		// the same options as other clients; share the encoded list.
 		return s.sendPrepared(ctx, paths, eo, start)

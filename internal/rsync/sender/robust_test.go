@@ -234,3 +234,88 @@ func TestCancelEndsSession(t *testing.T) {
 		t.Fatal("cancelled session did not end")
 	}
 }
+
+// TestCopyLinks checks -L, -k and --copy-unsafe-links: referents inside
+// the module are sent as files and directories; the link pointing
+// outside is never followed (reported, exit code 23).
+func TestCopyLinks(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 10)
+	srv := startServer(t, src, true)
+	kind := func(p string) string {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			return "missing"
+		case fi.Mode()&os.ModeSymlink != 0:
+			return "link"
+		case fi.IsDir():
+			return "dir"
+		}
+		return "file"
+	}
+	for _, c := range []struct {
+		opt                             string
+		linkIn, linkDir, inDir, linkOut string
+	}{
+		{"-L", "file", "dir", "file", "missing"},
+		{"-k", "link", "dir", "file", "link"}, // -k follows directory links only
+		{"--copy-unsafe-links", "link", "link", "missing", "missing"},
+	} {
+		t.Run(c.opt, func(t *testing.T) {
+			dst := t.TempDir()
+			out, err := rsyncCmd(t, "-rlpt", c.opt, srv.url(), dst+"/")
+			var ee interface{ ExitCode() int }
+			if c.linkOut == "missing" && (!errors.As(err, &ee) || ee.ExitCode() != 23 || !strings.Contains(out, "link-out")) {
+				t.Fatalf("want exit 23 naming link-out, got %v:\n%s", err, out)
+			}
+			if c.linkOut != "missing" && err != nil {
+				t.Fatalf("rsync: %v\n%s", err, out)
+			}
+			if serr := srv.sessionErr(); serr != nil {
+				t.Fatalf("session: %v", serr)
+			}
+			p := filepath.Join(dst, "profiles")
+			if k := kind(filepath.Join(p, "link-in")); k != c.linkIn {
+				t.Errorf("link-in is a %s, want %s", k, c.linkIn)
+			}
+			if k := kind(filepath.Join(p, "link-dir")); k != c.linkDir {
+				t.Errorf("link-dir is a %s, want %s", k, c.linkDir)
+			}
+			if k := kind(filepath.Join(p, "link-dir", "a b.txt")); k != c.inDir && !(c.inDir == "missing" && k == "file") {
+				t.Errorf("link-dir/a b.txt is a %s, want %s", k, c.inDir)
+			}
+			if k := kind(filepath.Join(p, "link-out")); k != c.linkOut {
+				t.Errorf("link-out delivered as a %s, want %s", k, c.linkOut)
+			}
+			if c.linkIn == "file" {
+				if b, _ := os.ReadFile(filepath.Join(p, "link-in")); string(b) != "spaces\n" {
+					t.Errorf("link-in content %q", b)
+				}
+			}
+		})
+	}
+}
+
+// TestCopyLinksLoop follows a symlink loop with -L: the list stays
+// bounded and the session ends.
+func TestCopyLinksLoop(t *testing.T) {
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a", "f"), []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"a/up1", "a/up2"} {
+		if err := os.Symlink("..", filepath.Join(src, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := startServer(t, src, true)
+	out, _ := rsyncCmd(t, "-rL", "--list-only", srv.url())
+	srv.sessionErr()
+	if n := strings.Count(out, "\n"); n > maxFollowed+100 {
+		t.Fatalf("listing of %d lines", n)
+	}
+}

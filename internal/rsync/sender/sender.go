@@ -94,6 +94,7 @@ type session struct {
 	fileSum     checksum.Strong // -c sums in the file list
 	timeout     time.Duration
 	files       []*flist.File
+	followed    int            // entries added by following symlinks (-L, -k)
 	tw          token.Writer   // the session's token stream (created at the first file)
 	ndxIn       *wire.NdxCodec // file indexes from the client
 	ndxOut      *wire.NdxCodec // file indexes to the client
