@@ -319,3 +319,36 @@ func TestCopyLinksLoop(t *testing.T) {
 		t.Fatalf("listing of %d lines", n)
 	}
 }
+
+// TestClientErrorExit: a protocol-31 client that reports a fatal error
+// (MSG_ERROR_EXIT) gets the empty MSG_ERROR_EXIT answer stock senders
+// give, and the session ends with the client's error.
+func TestClientErrorExit(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 3)
+	args := []string{"--server", "--sender", "-lr", ".", "mod/"}
+	client, done := runRaw(t, src, 31, args, 5*time.Second)
+	var got bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&got, client); close(copied) }()
+	frame := func(code byte, payload []byte) []byte {
+		n := len(payload)
+		return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 7 + code}, payload...)
+	}
+	msg := append(frame(0, []byte{0, 0, 0, 0}), frame(86, []byte{11, 0, 0, 0})...)
+	if _, err := client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, wire.ErrClientError) {
+			t.Fatalf("want the client's error, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end")
+	}
+	<-copied
+	if !bytes.HasSuffix(got.Bytes(), []byte{0, 0, 0, 7 + 86}) {
+		t.Errorf("no empty MSG_ERROR_EXIT at the end of % x", got.Bytes())
+	}
+}
