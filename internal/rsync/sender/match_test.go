@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -174,5 +175,40 @@ func TestMatchFileInplace(t *testing.T) {
 		if !inplace && bytes.Equal(applyInplace(t, old, stream.Bytes(), blen), nw) {
 			t.Fatal("test data does not exercise in-place ordering")
 		}
+	}
+}
+
+// failReader returns some data, then an I/O error.
+type failReader struct{ n int }
+
+func (f *failReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	k := min(len(p), f.n)
+	f.n -= k
+	return k, nil
+}
+
+// TestMatchFileReadError: a failing read is reported as *readError (the
+// session then sends a checksum that cannot match), in both modes.
+func TestMatchFileReadError(t *testing.T) {
+	strong := checksum.ForProtocol(31, 1, true)
+	old := bytes.Repeat([]byte("abcdefgh"), 1000)
+	h, sums := makeSums(old, 700, 16, strong)
+	for _, delta := range []bool{false, true} {
+		hh, ss := sumHead{}, []blockSum(nil)
+		if delta {
+			hh, ss = h, sums
+		}
+		var stream bytes.Buffer
+		_, err := matchFile(&failReader{n: 100_000}, hh, ss, strong, token.Plain{W: &stream}, md5.New(), false)
+		var re *readError
+		if !errors.As(err, &re) {
+			t.Fatalf("delta=%v: want *readError, got %v", delta, err)
+		}
+	}
+	if s := badSum([]byte{0, 0}); bytes.Equal(s, []byte{0, 0}) {
+		t.Fatal("badSum returned the same sum")
 	}
 }

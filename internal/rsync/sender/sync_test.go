@@ -437,3 +437,32 @@ func TestSubtreesAndFilters(t *testing.T) {
 		t.Errorf("filtered sync brought %d ebuilds, want 40", n)
 	}
 }
+
+// TestTrickyNames mixes files and directories whose names sort
+// differently as plain bytes and as rsync's directory-aware order
+// ("a", "a b", "a-b", "a.b", "a/", "ab", a name of 300 bytes): any
+// disagreement with the client's order would put contents under the
+// wrong names.
+func TestTrickyNames(t *testing.T) {
+	src := t.TempDir()
+	long := strings.Repeat("L", 200) + "/" + strings.Repeat("m", 120)
+	files := []string{"a", "a b/x", "a-b", "a.b/y", "ab", "a0/z", "b/a", "b/a b", "b/a-b/c", "b/a.b",
+		"c/" + long, "c/" + long + "2", "d/é", "d/e", "d/E", "d/~", "d/-", "d/.hidden", "d/.hid/den"}
+	for i, f := range files {
+		p := filepath.Join(src, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.Repeat(f, i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := startServer(t, src, true)
+	for _, proto := range []string{"27", "28", "29", "30", "31"} {
+		t.Run("p"+proto, func(t *testing.T) {
+			dst := t.TempDir()
+			syncOnce(t, srv, dst, "-rlpt", "--protocol="+proto)
+			compareTrees(t, src, dst, proto == "31")
+		})
+	}
+}
