@@ -90,11 +90,11 @@ func (e *encoder) entry(f *File) error {
 	var x int32
 	if f.IsDir() {
 		if proto >= 30 {
-			if o.Recursive {
-				if f.TopDir {
-					x = xmitTopDir
-				}
-			} else {
+			// A top directory has its contents in the list (also the "."
+			// of -d); without -r other directories do not.
+			if f.TopDir {
+				x = xmitTopDir
+			} else if !o.Recursive {
 				x = xmitNoContentDir
 			}
 		} else if f.TopDir {

@@ -392,9 +392,10 @@ func (c *Cache) selectOne(ctx context.Context, rel string, contents bool, req Re
 		if rel == "." {
 			g.Name = "."
 		}
-		if g.IsDir() {
-			g.TopDir = true
-		}
+		// A directory named without a trailing slash and without -r is
+		// sent without its contents and is not a top directory (stock
+		// rsync: no XMIT_TOP_DIR, XMIT_NO_CONTENT_DIR from 30).
+		g.TopDir = false
 		return []*File{&g}, nil
 	}
 	// A directory: the shared scan for the module root, else a walk of

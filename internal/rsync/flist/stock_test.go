@@ -28,10 +28,16 @@ func stockFlist(t *testing.T, dir string, proto int) []byte {
 // stockFlistFlags is stockFlist with the server's short option group.
 func stockFlistFlags(t *testing.T, dir string, proto int, flags string) []byte {
 	t.Helper()
+	return stockFlistPath(t, dir+"/", proto, flags)
+}
+
+// stockFlistPath is stockFlistFlags for any source path argument.
+func stockFlistPath(t *testing.T, src string, proto int, flags string) []byte {
+	t.Helper()
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("rsync not installed")
 	}
-	cmd := exec.Command("rsync", "--server", "--sender", flags, ".", dir+"/")
+	cmd := exec.Command("rsync", "--server", "--sender", flags, ".", src)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -161,6 +167,40 @@ func TestEncodeOwnersMatchStock(t *testing.T) {
 		}
 		if !bytes.Contains(got.Bytes(), []byte("nobody")) || !bytes.Contains(got.Bytes(), []byte("nogroup")) {
 			t.Errorf("proto %d: id names missing: %x", proto, got.Bytes())
+		}
+	}
+}
+
+// TestEncodeDirsOnlyMatchesStock compares -d lists (no recursion) with
+// stock rsync's: the "." of "dir/" is a top directory with contents, its
+// subdirectories and a directory named without a slash have none.
+func TestEncodeDirsOnlyMatchesStock(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sub", "deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []int{29, 31} {
+		flags := "-ld"
+		if proto >= 30 {
+			flags = "-lde.LsfxCvu"
+		}
+		for _, arg := range []string{"", "sub"} {
+			want := stockFlistPath(t, filepath.Join(dir, arg)+map[string]string{"": "/", "sub": ""}[arg], proto, flags)
+			c := openCache(t, dir, nil)
+			l, err := c.Select(context.Background(), Request{Paths: []string{arg}, Links: true, Protocol: proto})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := l.Encode(&got, EncodeOptions{Protocol: proto, VarintFlags: proto >= 30, Links: true}); err != nil {
+				t.Fatal(err)
+			}
+			if len(want) < got.Len() || !bytes.Equal(got.Bytes(), want[:got.Len()]) {
+				t.Errorf("proto %d arg %q:\n got %x\nwant %x", proto, arg, got.Bytes(), want)
+			}
 		}
 	}
 }
