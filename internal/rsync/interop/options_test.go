@@ -23,11 +23,12 @@ func withProto(proto int, args ...string) []string {
 	return args
 }
 
-// TestArchive is a plain mirror with -a and -avz (verbose listing of every
-// file, compression), then a no-op re-sync.
+// TestArchive is a plain mirror of a tree of thousands of files with -a
+// and -avz (verbose listing of every file, compression), then a no-op
+// re-sync.
 func TestArchive(t *testing.T) {
 	forEachServer(t, func(t *testing.T, kind serverKind) {
-		src := newTree(t, 11, matrixFiles)
+		src := newTree(t, 11, 3000)
 		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
 		for _, flags := range []string{"-a", "-avz"} {
 			t.Run(flags, func(t *testing.T) {
