@@ -67,6 +67,7 @@ func compareTrees(t *testing.T, src, dst string, o cmpOpts) int {
 		t.Fatalf("scan destination: %v", err)
 	}
 	var diffs []string
+	bufA, bufB := make([]byte, 64<<10), make([]byte, 64<<10)
 	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
 	for rel, w := range want {
 		g, ok := got[rel]
@@ -88,7 +89,7 @@ func compareTrees(t *testing.T, src, dst string, o cmpOpts) int {
 		case wt.IsRegular():
 			if g.info.Size() != w.info.Size() {
 				add("%s: size %d, want %d", rel, g.info.Size(), w.info.Size())
-			} else if same, err := sameContent(filepath.Join(src, rel), filepath.Join(dst, rel)); err != nil {
+			} else if same, err := sameContentBuf(filepath.Join(src, rel), filepath.Join(dst, rel), bufA, bufB); err != nil {
 				add("%s: %v", rel, err)
 			} else if !same {
 				add("%s: content differs", rel)
@@ -201,6 +202,11 @@ func unsafeLink(target, rel string) bool {
 
 // sameContent compares two files byte for byte without reading them whole.
 func sameContent(a, b string) (bool, error) {
+	return sameContentBuf(a, b, make([]byte, 64<<10), make([]byte, 64<<10))
+}
+
+// sameContentBuf is sameContent with the caller's two equal-sized buffers.
+func sameContentBuf(a, b string, ba, bb []byte) (bool, error) {
 	fa, err := os.Open(a)
 	if err != nil {
 		return false, err
@@ -211,7 +217,6 @@ func sameContent(a, b string) (bool, error) {
 		return false, err
 	}
 	defer fb.Close()
-	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
 	for {
 		na, ea := io.ReadFull(fa, ba)
 		nb, eb := io.ReadFull(fb, bb)
