@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // needBoth skips comparisons with stock rsyncd when the suite was narrowed
@@ -82,6 +83,9 @@ func TestListOnlyMatchesStock(t *testing.T) {
 		{"utf8-dir", []string{"--list-only"}, "tree/metadata/news/"},
 		{"filtered", []string{"--list-only", "-r", "--exclude=*.ebuild", "--exclude=/metadata/md5-cache"}, "tree/"},
 		{"missing", []string{"--list-only"}, "tree/no/such/path"},
+		{"dirs", []string{"--list-only", "-d"}, "tree/profiles/"},
+		{"wildcard", []string{"--list-only"}, "tree/eclass/*.eclass"},
+		{"recursive/protocol=28", []string{"--list-only", "-r", "-l", "--protocol=28"}, "tree/"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,4 +134,30 @@ func TestModuleListMatchesStock(t *testing.T) {
 	if strings.Contains(r.stdout, "hidden") {
 		t.Errorf("module list shows the unlisted module:\n%s", r)
 	}
+}
+
+// TestRelativeRefusedClearly: lanmirror does not implement -R
+// (--relative); a client asking for it must get a message naming the
+// option, promptly, never a hang. Stock rsyncd serves it.
+func TestRelativeRefusedClearly(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 52, 50)
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		r := rsyncCmdTimeout(t, 20*time.Second, "--list-only", "-r", "-R", srv.url("tree/metadata/news"))
+		if kind == kindStock {
+			if r.code != 0 || !strings.Contains(r.stdout, "metadata/news") {
+				t.Errorf("stock rsyncd -R listing:\n%s", r)
+			}
+			return
+		}
+		if r.code == 0 {
+			if !strings.Contains(r.stdout, "metadata/news") {
+				t.Errorf("-R listing lacks the relative path:\n%s", r)
+			}
+			return
+		}
+		if !strings.Contains(r.stderr, "-R") && !strings.Contains(r.stderr, "relative") {
+			t.Errorf("-R refused without naming the option:\n%s", r)
+		}
+	})
 }

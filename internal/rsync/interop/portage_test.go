@@ -101,7 +101,7 @@ func probe(t *testing.T, srv *server, mod, src string, proto int, compress bool)
 // additions, removals, type changes).
 func TestPortageSync(t *testing.T) {
 	forEachServer(t, func(t *testing.T, kind serverKind) {
-		for _, proto := range []int{27, 29, 30, 31} {
+		for _, proto := range []int{27, 28, 29, 30, 31} {
 			for _, compress := range []bool{false, true} {
 				name := fmt.Sprintf("protocol=%d", proto)
 				if compress {
