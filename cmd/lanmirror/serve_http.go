@@ -107,6 +107,11 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 	if err != nil {
 		return nil, err
 	}
+	if up, ok := binpkgs.(*binpkg.Handler); ok && cfg.BinhostUpstream != "" {
+		// The local index lists the upstream packages too; their files
+		// come from the upstream cache (local 404 → upstream).
+		up.SetUpstream(srv.UpstreamPackages)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		srv.Close()

@@ -665,11 +665,12 @@ func TestHTTPRangeWhileDownloadingAndHeaders(t *testing.T) {
 }
 
 // --binhost-upstream: Packages and package files are fetched once and
-// cached; local --binpkgs files win, missing ones fall back upstream.
+// cached; local --binpkgs files win, missing ones fall back upstream, and
+// the local Packages index lists the upstream packages too.
 func TestHTTPBinhostUpstream(t *testing.T) {
 	up := newHTUpstream(t)
 	pkg := htData(50_000, 7)
-	up.put("/bin/amd64/Packages", []byte("ARCH: amd64\nPACKAGES: 1\n\nCPV: app-misc/foo-1\n"))
+	up.put("/bin/amd64/Packages", []byte("ARCH: amd64\nPACKAGES: 1\nTIMESTAMP: 1700000000\nVERSION: 0\n\nBUILD_ID: 1\nCPV: app-misc/foo-1\nPATH: app-misc/foo/foo-1-1.gpkg.tar\nSIZE: 50000\n\n"))
 	up.put("/bin/amd64/app-misc/foo/foo-1-1.gpkg.tar", pkg)
 	local := t.TempDir()
 	os.MkdirAll(filepath.Join(local, "All"), 0o755)
@@ -697,6 +698,16 @@ func TestHTTPBinhostUpstream(t *testing.T) {
 	r = htRun(t, dir, nil, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", srv.url+"/binpkgs/app-misc/none/none-1.gpkg.tar")
 	if strings.TrimSpace(r.out) != "404" {
 		t.Fatalf("missing package: %q", r.out)
+	}
+	// The local index lists the upstream packages (read through the cache).
+	for range 2 {
+		r = htRun(t, dir, nil, "curl", "-sSf", srv.url+"/binpkgs/Packages")
+		if r.code != 0 || !strings.Contains(r.out, "CPV: app-misc/foo-1\n") || !strings.Contains(r.out, "PATH: app-misc/foo/foo-1-1.gpkg.tar\n") {
+			t.Fatalf("merged Packages: %d\n%s", r.code, r.out)
+		}
+	}
+	if c := up.count("/bin/amd64/Packages"); c != 1 {
+		t.Fatalf("upstream GETs of Packages = %d, want 1 (cached, volatile)", c)
 	}
 }
 

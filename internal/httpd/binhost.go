@@ -1,6 +1,8 @@
 package httpd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,6 +48,17 @@ func (s *Server) serveBinpkgs(w http.ResponseWriter, r *http.Request, segs []str
 		textError(w, http.StatusNotFound, fmt.Sprintf("404 not found: %s (no directory listing of the upstream binhost)\n", r.URL.Path))
 		return
 	}
+	b, out, err := s.opt.Cache.Get(r.Context(), s.binhostObject(segs))
+	if err != nil {
+		setOutcome(w, "ERROR")
+		cacheError(w, r, "binhost "+rel, err)
+		return
+	}
+	s.serveBody(w, r, b, out)
+}
+
+// binhostObject names the upstream binhost file at the path segs.
+func (s *Server) binhostObject(segs []string) Object {
 	keyParts := make([]string, len(segs))
 	srcParts := make([]string, len(segs))
 	for i, seg := range segs {
@@ -55,18 +68,39 @@ func (s *Server) serveBinpkgs(w http.ResponseWriter, r *http.Request, segs []str
 		}
 		srcParts[i] = url.PathEscape(seg)
 	}
-	o := Object{
+	return Object{
 		Key:      distcache.BinhostPrefix + strings.Join(keyParts, "/"),
 		Sources:  []string{s.opt.BinhostUpstream + "/" + strings.Join(srcParts, "/")},
-		Volatile: strings.HasPrefix(path.Base(rel), "Packages"),
+		Volatile: strings.HasPrefix(path.Base(strings.Join(segs, "/")), "Packages"),
 	}
-	b, out, err := s.opt.Cache.Get(r.Context(), o)
+}
+
+// UpstreamPackages reads the upstream binhost's Packages index through
+// the cache (the object /binpkgs/Packages would fetch: volatile,
+// revalidated after the freshness time). It fits binpkg.UpstreamIndex, so
+// the local PKGDIR's index can list the upstream packages too.
+func (s *Server) UpstreamPackages(ctx context.Context) (io.ReadCloser, error) {
+	if s.opt.BinhostUpstream == "" {
+		return nil, errors.New("httpd: no upstream binhost configured")
+	}
+	b, _, err := s.opt.Cache.Get(ctx, s.binhostObject([]string{"Packages"}))
 	if err != nil {
-		setOutcome(w, "ERROR")
-		cacheError(w, r, "binhost "+rel, err)
-		return
+		return nil, fmt.Errorf("upstream binhost Packages: %w", err)
 	}
-	s.serveBody(w, r, b, out)
+	return &bodyReader{ReadCloser: b.NewReader(0), body: b}, nil
+}
+
+// bodyReader reads a Body and closes it with the reader.
+type bodyReader struct {
+	io.ReadCloser
+	body Body
+}
+
+// Close closes the reader and the Body.
+func (r *bodyReader) Close() error {
+	err := r.ReadCloser.Close()
+	r.body.Close()
+	return err
 }
 
 // fallbackWriter passes a handler's answer through unless it is a 404,
