@@ -1,6 +1,8 @@
 package sender
 
 import (
+	"bytes"
+	"crypto/md5"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/rsync/checksum"
+	"github.com/lanmirror/lanmirror/internal/rsync/token"
 )
 
 // compressFiles writes, under old and new, versions of a few files that
@@ -223,5 +228,35 @@ func TestCompressedLongBlocks(t *testing.T) {
 				t.Errorf("only %d bytes matched with 100000-byte blocks", st["Matched data"])
 			}
 		})
+	}
+}
+
+// TestMatchAcrossBufferEnd: a window that does not match and ends exactly
+// at the end of the matcher's buffer must keep rolling after the refill
+// (it used to shrink as at the end of the file, and nothing after it
+// matched again: with 32 KiB blocks and a change in block 15, the rest
+// of a 1 MiB file went as literal data).
+func TestMatchAcrossBufferEnd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	old := make([]byte, 1<<20)
+	for i := range old {
+		old[i] = byte(rng.IntN(256))
+	}
+	nw := append([]byte{}, old...)
+	copy(nw[500000:], "XYZ")
+	for _, blen := range []int{1024, 16384, 32768, 65536, 70000} {
+		strong := checksum.ForProtocol(31, 1, true)
+		h, sums := makeSums(old, blen, 16, strong)
+		var stream bytes.Buffer
+		st, err := matchFile(bytes.NewReader(nw), h, sums, strong, token.Plain{W: &stream}, md5.New(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Literal > int64(blen) {
+			t.Errorf("block length %d: %d literal bytes for a 3-byte change", blen, st.Literal)
+		}
+		if got := applyTokens(t, old, stream.Bytes(), blen); !bytes.Equal(got, nw) {
+			t.Errorf("block length %d: rebuilt file differs", blen)
+		}
 	}
 }

@@ -95,7 +95,9 @@ func matchFile(r io.Reader, h sumHead, sums []blockSum, strong checksum.Strong, 
 	fresh := true
 	want := int32(0) // the block after the last match: preferred, for runs
 	for {
-		if len(buf)-pos < blen && !eof {
+		// Keep one byte beyond the window in the buffer: rolling needs it
+		// (RollOut below is for the end of the file only).
+		if len(buf)-pos <= blen && !eof {
 			if err := flushLit(pos); err != nil {
 				return st, err
 			}
