@@ -2,9 +2,12 @@ package interop
 
 import (
 	"bufio"
+	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -257,4 +260,42 @@ exclude = /distfiles /packages
 	}
 	r = rsyncCmd(t, append(portageArgs(0, true), srv.url("niden-gentoo-portage/"), filepath.Join(t.TempDir(), "repo")+"/")...)
 	wantRefused(t, r, 5, "@ERROR: access denied to niden-gentoo-portage from ")
+}
+
+// TestClientVanishes: clients killed in the middle of a transfer (as
+// emerge kills a slow probe) do not disturb the server: the next client
+// gets the whole tree.
+func TestClientVanishes(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		src := newTree(t, 67, 200)
+		// 48 MiB of incompressible data keep a compressed transfer busy
+		// for a while even on loopback.
+		big := make([]byte, 48<<20)
+		if _, err := rand.Read(big); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, "metadata", "big-random.bin"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src}}})
+		killed := 0
+		for i, after := range []time.Duration{150 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond} {
+			ctx, cancel := context.WithTimeout(context.Background(), after)
+			cmd := exec.CommandContext(ctx, rsyncBin, append(portageArgs(0, i%2 == 0),
+				srv.url(mod+"/"), filepath.Join(t.TempDir(), "killed")+"/")...)
+			cmd.Env = clientEnv()
+			cmd.WaitDelay = 5 * time.Second
+			if err := cmd.Run(); err != nil && ctx.Err() != nil {
+				killed++
+			}
+			cancel()
+		}
+		if killed == 0 {
+			t.Fatal("every client finished before it was killed: the test proves nothing")
+		}
+		dst := filepath.Join(t.TempDir(), "repo")
+		mustRsync(t, append(portageArgs(0, true), srv.url(mod+"/"), dst+"/")...)
+		compareTrees(t, src, dst, portageCmp(0))
+	})
 }

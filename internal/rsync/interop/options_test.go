@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/testtree"
 )
@@ -135,6 +136,16 @@ func TestDelta(t *testing.T) {
 				})
 			}
 		}
+		// --inplace: the receiver overwrites its basis file as it goes,
+		// so the server must not refer to blocks it has passed.
+		t.Run("protocol=31/inplace", func(t *testing.T) {
+			t.Parallel()
+			testDelta(t, kind, 31, false, []string{"--inplace"})
+		})
+		t.Run("protocol=29/compress/inplace", func(t *testing.T) {
+			t.Parallel()
+			testDelta(t, kind, 29, true, []string{"--inplace"})
+		})
 		// Blocks longer than 0xFFFF: below protocol 31 the compressed
 		// history of a matched block is fed only its first 64 KiB.
 		for _, proto := range []int{30, 31} {
@@ -187,15 +198,45 @@ func testDelta(t *testing.T, kind serverKind, proto int, z bool, extra []string)
 // what it used.
 func TestCompressChoice(t *testing.T) {
 	forEachServer(t, func(t *testing.T, kind serverKind) {
-		for _, choice := range []string{"zlib", "zlibx", "zstd"} {
+		for _, choice := range []string{"zlib", "zlibx", "zstd", "zlib/level=1", "zstd/level=19"} {
 			t.Run(choice, func(t *testing.T) {
 				t.Parallel()
-				r := testDelta(t, kind, 0, true, []string{"--compress-choice=" + choice, "--debug=nstr"})
+				extra := []string{"--debug=nstr"}
+				choice, level, ok := strings.Cut(choice, "/level=")
+				if ok {
+					extra = append(extra, "--compress-level="+level)
+				}
+				r := testDelta(t, kind, 0, true, append(extra, "--compress-choice="+choice))
 				// The client reports the compressor it used.
 				if !strings.Contains(r.stdout+r.stderr, "compress: "+choice+" ") {
 					t.Errorf("client did not use %s:\n%s", choice, r)
 				}
 			})
 		}
+	})
+}
+
+// TestBwlimit: --bwlimit reaches the server (the sender writes the data,
+// so stock rsync throttles there) and the transfer takes at least about
+// as long as the limit implies.
+func TestBwlimit(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := t.TempDir()
+		data := make([]byte, 2<<20)
+		for i := range data {
+			data[i] = byte(i*7919 ^ i>>9)
+		}
+		if err := os.WriteFile(filepath.Join(src, "two-mib"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		dst := filepath.Join(t.TempDir(), "dst")
+		start := time.Now()
+		// 1024 KiB/s for 2 MiB: about 2 s; anything under 1 s is unthrottled.
+		mustRsync(t, "-a", "--bwlimit=1024", srv.url("tree/"), dst+"/")
+		if d := time.Since(start); d < time.Second {
+			t.Errorf("2 MiB with --bwlimit=1024 took %v: the limit was not applied", d)
+		}
+		compareTrees(t, src, dst, archiveCmp(0))
 	})
 }
