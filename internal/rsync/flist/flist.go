@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -78,9 +79,19 @@ type Cache struct {
 	// shared scan (directory mtimes are compared); set before first use.
 	Recheck time.Duration
 
+	// Watch asks for inotify watches on the scanned directories (Linux),
+	// so that a freshness check costs one read instead of one lstat per
+	// directory; NewCache sets it. Turn it off before first use for a
+	// one-shot cache. Close releases the watches.
+	Watch bool
+
 	mu      sync.Mutex
 	snap    *snapshot
 	checked time.Time
+	// watch, when set, reports changes to the scanned directories
+	// (inotify); scanW is the one being filled by a running scan.
+	watch *watchHolder
+	scanW *watcher
 
 	prepared preparedSet // encoded lists shared by identical requests
 }
@@ -115,13 +126,68 @@ func NewCache(root *os.Root, excludes []string, log *slog.Logger) *Cache {
 		log.Warn("rsync module excludes ignored", "err", err)
 		r = nil
 	}
-	return &Cache{root: root, excludes: r, log: log, Recheck: minRecheck}
+	c := &Cache{root: root, excludes: r, log: log, Recheck: minRecheck, Watch: true, watch: &watchHolder{}}
+	// Stop watching once the cache is dropped (e.g. a snapshot switch).
+	runtime.AddCleanup(c, func(h *watchHolder) { h.set(nil) }, c.watch)
+	return c
+}
+
+// Close releases the directory watches (the cache keeps working and
+// checks directory mtimes instead). Without Close they are released when
+// the cache is garbage collected.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	c.Watch = false
+	c.watch.set(nil)
+	c.mu.Unlock()
+}
+
+// watchHolder owns the current watcher of a Cache.
+type watchHolder struct {
+	mu sync.Mutex
+	w  *watcher
+}
+
+// set replaces the watcher, closing the previous one.
+func (h *watchHolder) set(w *watcher) {
+	h.mu.Lock()
+	old := h.w
+	h.w = w
+	h.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+}
+
+// get returns the current watcher (nil: none).
+func (h *watchHolder) get() *watcher {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.w
+}
+
+// watchRecheck is how long a scan whose watcher saw no change is trusted
+// before the directories are checked again anyway.
+const watchRecheck = 10 * time.Minute
+
+// watchDir adds an inotify watch on a directory of the running scan; on
+// any failure (no inotify, watch limit) the scan goes without watcher.
+func (c *Cache) watchDir(rel string) {
+	if c.scanW == nil {
+		return
+	}
+	if err := c.scanW.add(filepath.Join(c.root.Name(), filepath.FromSlash(rel))); err != nil {
+		c.log.Debug("rsync module: directory watch unavailable, checking directories instead", "err", err)
+		c.scanW.close()
+		c.scanW = nil
+	}
 }
 
 // Invalidate forces a rescan on the next request.
 func (c *Cache) Invalidate() {
 	c.mu.Lock()
 	c.snap = nil
+	c.watch.set(nil)
 	c.mu.Unlock()
 }
 
@@ -207,6 +273,9 @@ func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if dirs != nil {
+		c.watchDir(dir) // before reading, so no change goes unseen
+	}
 	d, err := c.root.Open(dir)
 	if err != nil {
 		c.log.Warn("rsync: cannot open directory", "dir", dir, "err", err)
@@ -289,17 +358,35 @@ func (c *Cache) fresh(s *snapshot) bool {
 func (c *Cache) full(ctx context.Context) (*snapshot, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.snap != nil && (time.Since(c.checked) < c.Recheck || c.fresh(c.snap)) {
-		if time.Since(c.checked) >= c.Recheck {
+	if c.snap != nil {
+		since := time.Since(c.checked)
+		w := c.watch.get()
+		switch {
+		case since < c.Recheck:
+			return c.snap, nil
+		case w != nil && !w.changed() && since < watchRecheck:
+			return c.snap, nil // nothing changed: no directory to check
+		case w != nil && w.changed():
+			// Changed: rescan below.
+		case c.fresh(c.snap):
 			c.checked = time.Now()
+			return c.snap, nil
 		}
-		return c.snap, nil
 	}
 	dirs := map[string]dirStamp{}
+	if c.Watch {
+		c.scanW, _ = newWatcher()
+	}
 	files, err := c.scanTree(ctx, ".", dirs)
+	w := c.scanW
+	c.scanW = nil
 	if err != nil {
+		if w != nil {
+			w.close()
+		}
 		return nil, fmt.Errorf("scanning module: %w", err)
 	}
+	c.watch.set(w)
 	s := &snapshot{files: files, index: make(map[string]int, len(files)), dirs: dirs}
 	for i, f := range files {
 		s.index[f.Path] = i

@@ -41,7 +41,9 @@ func (s *session) cache() *flist.Cache {
 	if s.cfg.Lists != nil {
 		return s.cfg.Lists
 	}
-	return flist.NewCache(s.cfg.Root, s.cfg.Excludes, s.log)
+	c := flist.NewCache(s.cfg.Root, s.cfg.Excludes, s.log)
+	c.Watch = false // one scan for this session only
+	return c
 }
 
 // buildList selects what the client asked for. A path that does not
