@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -297,5 +298,43 @@ func TestClientVanishes(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "repo")
 		mustRsync(t, append(portageArgs(0, true), srv.url(mod+"/"), dst+"/")...)
 		compareTrees(t, src, dst, portageCmp(0))
+	})
+}
+
+// TestModuleTimeout: with "timeout = 2", a client that selects the module
+// and then sends nothing is disconnected, and its connection slot
+// ("max connections = 1") is free again for the next client.
+func TestModuleTimeout(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 68, 30)
+		srv := startServer(t, kind, serverConf{modules: []module{
+			{name: "slow", path: src, timeout: 2, maxConnections: 1},
+		}})
+		c := holdSession(t, srv, "slow")
+		defer c.Close()
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		d := time.Since(start)
+		if err != nil {
+			t.Fatalf("stalled session not closed by the server within 20 s (timeout = 2): %v", err)
+		}
+		if d < time.Second {
+			t.Errorf("stalled session closed after %v, before the 2 s timeout", d)
+		}
+		// The slot is free again (allowing the server a moment to release
+		// it after closing).
+		dst := filepath.Join(t.TempDir(), "dst")
+		var r *rsyncResult
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			r = rsyncCmd(t, "-rlpt", srv.url("slow/"), dst+"/")
+			if r.code == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if r.code != 0 {
+			t.Fatalf("slot of the timed-out session not released:\n%s", r)
+		}
+		compareTrees(t, src, dst, archiveCmp(0))
 	})
 }

@@ -262,3 +262,42 @@ func TestInPlaceChange(t *testing.T) {
 		}
 	})
 }
+
+// TestSnapshotSwitch: the module path is a symlink that is switched
+// atomically to a new tree (as lanmirror's tree mirror publishes
+// snapshots). The very next client must get the new tree, without
+// waiting for any recheck interval.
+func TestSnapshotSwitch(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		base := t.TempDir()
+		a, b := filepath.Join(base, "snap-a"), filepath.Join(base, "snap-b")
+		for i, dir := range []string{a, b} {
+			if _, err := testtree.Generate(dir, testtree.Options{Seed: 80 + uint64(i), Files: 200, PortageExcluded: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		current := filepath.Join(base, "current")
+		if err := os.Symlink("snap-a", current); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: current}}})
+		dst := filepath.Join(t.TempDir(), "repo")
+		args := append(portageArgs(0, true), srv.url(mod+"/"), dst+"/")
+		mustRsync(t, args...)
+		compareTrees(t, a, dst, portageCmp(0))
+
+		// Switch: a new symlink renamed over the old one.
+		if err := os.Symlink("snap-b", current+".new"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(current+".new", current); err != nil {
+			t.Fatal(err)
+		}
+		probe(t, srv, mod, b, 0, true)
+		r := mustRsync(t, args...)
+		if compareTrees(t, b, dst, portageCmp(0)) > 0 {
+			t.Errorf("the client did not get the new snapshot\n%s", r)
+		}
+	})
+}

@@ -59,6 +59,7 @@ type module struct {
 	hostsAllow          []string
 	hostsDeny           []string
 	maxConnections      int
+	timeout             int // "timeout" in seconds; 0: none
 	unlisted            bool // list = no
 }
 
@@ -132,6 +133,9 @@ func rsyncdConf(kind serverKind, dir string, conf serverConf) string {
 		}
 		if m.maxConnections > 0 {
 			fmt.Fprintf(&b, "\tmax connections = %d\n", m.maxConnections)
+		}
+		if m.timeout > 0 {
+			fmt.Fprintf(&b, "\ttimeout = %d\n", m.timeout)
 		}
 		if m.unlisted {
 			fmt.Fprintf(&b, "\tlist = no\n")
