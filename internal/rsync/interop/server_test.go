@@ -59,7 +59,7 @@ type module struct {
 	hostsAllow          []string
 	hostsDeny           []string
 	maxConnections      int
-	timeout             int // "timeout" in seconds; 0: none
+	timeout             int  // "timeout" in seconds; 0: none
 	unlisted            bool // list = no
 }
 
