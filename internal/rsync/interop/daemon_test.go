@@ -338,3 +338,25 @@ func TestModuleTimeout(t *testing.T) {
 		compareTrees(t, src, dst, archiveCmp(0))
 	})
 }
+
+// TestIPv6Loopback: a daemon on [::1] serves clients over IPv6, and
+// "hosts allow" takes IPv6 CIDRs.
+func TestIPv6Loopback(t *testing.T) {
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 69, 60)
+		srv := startServer(t, kind, serverConf{host: "::1", modules: []module{
+			{name: "v6", path: src, hostsAllow: []string{"::1/128"}, hostsDeny: []string{"*"}},
+			{name: "v4only", path: src, hostsAllow: []string{"127.0.0.0/8"}, hostsDeny: []string{"*"}},
+		}})
+		dst := filepath.Join(t.TempDir(), "dst")
+		mustRsync(t, append(portageArgs(0, true), srv.url("v6/"), dst+"/")...)
+		compareTrees(t, src, dst, portageCmp(0))
+		r := rsyncCmd(t, "-r", srv.url("v4only/"), filepath.Join(t.TempDir(), "no"))
+		wantRefused(t, r, 5, "@ERROR: access denied to v4only from ")
+	})
+}

@@ -240,3 +240,40 @@ func TestBwlimit(t *testing.T) {
 		compareTrees(t, src, dst, archiveCmp(0))
 	})
 }
+
+// TestOddNames: names a tree server must pass through byte for byte:
+// newline, invalid UTF-8, glob and escape characters, a leading dash, a
+// 255-byte name, and a path over 1,000 bytes deep.
+func TestOddNames(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := t.TempDir()
+		deep := src
+		for i := 0; i < 40; i++ {
+			deep = filepath.Join(deep, fmt.Sprintf("level-%02d-%s", i, strings.Repeat("d", 20)))
+		}
+		names := []string{
+			"new\nline", "bad\xffbyte\xfe", "glob*?[x]{a,b}", "back\\slash", "-leading-dash", "  spaces  ",
+			"tab\there", strings.Repeat("n", 255), "percent%2Fslash", ".hidden",
+		}
+		for i, n := range names {
+			if err := os.WriteFile(filepath.Join(src, n), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.MkdirAll(deep, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(deep, "deep-file"), []byte("deep\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("new\nline", filepath.Join(src, "link to\nodd")); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		for _, proto := range []int{27, 0} {
+			dst := filepath.Join(t.TempDir(), "dst")
+			mustRsync(t, withProto(proto, "-a", srv.url("tree/"), dst+"/")...)
+			compareTrees(t, src, dst, archiveCmp(proto))
+		}
+	})
+}

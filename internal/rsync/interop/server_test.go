@@ -69,6 +69,8 @@ type serverConf struct {
 	motd    string // text of the motd file; "" for none
 	// raw, when set, is the whole rsyncd.conf, used as it is.
 	raw string
+	// host is the loopback address to listen on; "" means 127.0.0.1.
+	host string
 }
 
 // server is a running daemon started by a test.
@@ -165,13 +167,17 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 	if err := os.WriteFile(confPath, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	host := conf.host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := freePort(host)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &server{kind: kind, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir, out: &lockedBuffer{}}
+		s := &server{kind: kind, addr: net.JoinHostPort(host, fmt.Sprint(port)), dir: dir, out: &lockedBuffer{}}
 		switch kind {
 		case kindLanmirror:
 			data := filepath.Join(dir, "data")
@@ -179,7 +185,7 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 				"--rsync", s.addr, "--rsyncd-conf", confPath)
 		case kindStock:
 			s.cmd = exec.Command(rsyncBin, "--daemon", "--no-detach", "--config="+confPath,
-				"--address=127.0.0.1", fmt.Sprintf("--port=%d", port))
+				"--address="+host, fmt.Sprintf("--port=%d", port))
 		default:
 			t.Fatalf("unknown server kind %q", kind)
 		}
@@ -211,9 +217,10 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 	return nil
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort returns a port on the loopback address host that was free a
+// moment ago.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
 	}
