@@ -169,13 +169,14 @@ const (
 	resMismatch                         // the size contradicts the Manifest
 	resRetry                            // broke after progress: resume from this source
 	resNextSource                       // this source cannot give it now
+	resLocal                            // writing the cache failed (disk full, permissions)
 )
 
 // fetch runs the download to its end and returns the metrics result.
 func (d *download) fetch(ctx context.Context) (string, error) {
 	f, tmp, err := d.c.store.createTemp()
 	if err != nil {
-		return "error", fmt.Errorf("%w: %s: %v", ErrUpstream, d.key, err)
+		return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
 	}
 	d.tmp = tmp
 	d.file = newSharedFile(f)
@@ -201,7 +202,7 @@ func (d *download) fetch(ctx context.Context) (string, error) {
 			switch res {
 			case resComplete:
 				if err := d.commit(); err != nil {
-					return "error", fmt.Errorf("%w: %s: %v", ErrUpstream, d.key, err)
+					return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
 				}
 				return "ok", nil
 			case resNotModified:
@@ -226,6 +227,9 @@ func (d *download) fetch(ctx context.Context) (string, error) {
 				}
 			case resNextSource:
 				lastErr = err
+			case resLocal:
+				// Not upstream's fault: other sources would fail the same.
+				return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
 			}
 			fails = append(fails, src+": "+detail)
 			break
@@ -465,7 +469,7 @@ func (d *download) copyBody(ctx context.Context, watchdog *time.Timer, body io.R
 				return resNextSource, "more bytes than announced", fmt.Errorf("upstream sent more than %d bytes", size)
 			}
 			if _, err := f.WriteAt(d.buf[:n], off); err != nil {
-				return resNextSource, "local write: " + err.Error(), err
+				return resLocal, "local write: " + err.Error(), err
 			}
 			if d.b2 != nil {
 				d.b2.Write(d.buf[:n])

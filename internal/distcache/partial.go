@@ -20,7 +20,7 @@ import (
 // initPartial removes the leftovers of ended processes and claims this
 // process's directory.
 func (s *Store) initPartial() error {
-	if err := s.root.MkdirAll(partialDir, 0o755); err != nil {
+	if err := s.mkdir(partialDir); err != nil {
 		return fmt.Errorf("distcache: create %s: %w", partialDir, err)
 	}
 	if fi, err := s.root.Lstat(partialDir); err != nil || !fi.IsDir() {
@@ -64,6 +64,9 @@ func (s *Store) initPartial() error {
 				continue
 			}
 			return fmt.Errorf("distcache: create %s: %w", p, err)
+		}
+		if err := s.own(p); err != nil {
+			return fmt.Errorf("distcache: %w", err)
 		}
 		d, err := s.root.Open(p)
 		if err != nil {

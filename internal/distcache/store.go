@@ -46,6 +46,7 @@ type Store struct {
 	log  *slog.Logger
 
 	dist        *os.Root // dir/distfiles: one openat per distfile lookup
+	owner       *[2]int  // uid, gid new directories get (root process, see owner.go)
 	partial     string   // this process's directory below .partial
 	partialLock *os.File // holds the flock on it
 
@@ -88,6 +89,7 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 }
 
 func (s *Store) init() error {
+	s.initOwner()
 	for _, d := range []string{partialDir, stateDir, DistfilesPrefix[:len(DistfilesPrefix)-1], URLsPrefix[:len(URLsPrefix)-1], BinhostPrefix[:len(BinhostPrefix)-1]} {
 		if fi, err := s.root.Lstat(d); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 			return fmt.Errorf("distcache: %s is a symlink: all file access stays inside %s, so make it a directory there (a bind mount works)",
@@ -98,8 +100,8 @@ func (s *Store) init() error {
 	if err := s.initPartial(); err != nil {
 		return err
 	}
-	for _, d := range []string{partialDir, stateDir, stateDir + "/meta", DistfilesPrefix[:len(DistfilesPrefix)-1]} {
-		if err := s.root.MkdirAll(d, 0o755); err != nil {
+	for _, d := range []string{stateDir, stateDir + "/meta", DistfilesPrefix[:len(DistfilesPrefix)-1]} {
+		if err := s.mkdir(d); err != nil {
 			return fmt.Errorf("distcache: create %s: %w", d, err)
 		}
 	}

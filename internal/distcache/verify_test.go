@@ -320,3 +320,21 @@ func TestDeadMirror(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUpstream", err)
 	}
 }
+
+// TestLocalStorageError: when the cache cannot write, the error says so
+// (not "upstream failed") and no upstream is bothered.
+func TestLocalStorageError(t *testing.T) {
+	up := newUpstream(t)
+	up.handle("/distfiles/s.tar", serveBytes(testData(100, 25), time.Now()))
+	c := newTestCache(t, "", Options{Mirrors: []string{up.url("")}})
+	if err := os.Remove(filepath.Join(c.store.Dir(), filepath.FromSlash(c.store.partial))); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Distfile(testCtx(t), "s.tar")
+	if err == nil || errors.Is(err, ErrUpstream) || !strings.Contains(err.Error(), "cache storage") {
+		t.Fatalf("err = %v", err)
+	}
+	if up.total.Load() != 0 {
+		t.Fatalf("%d upstream requests", up.total.Load())
+	}
+}
