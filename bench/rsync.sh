@@ -15,8 +15,8 @@
 #      reaped, so the script waits for the child to be gone),
 #   4. wall time of 10 concurrent no-op clients (BENCH_CLIENTS), and the
 #      server CPU they cost.
-# Trees live in BENCH_TMP (default: /dev/shm when writable, so the disk
-# does not dominate; else /tmp). Needs: go, rsync. Prints a markdown table.
+# Trees live in BENCH_TMP (default: /dev/shm when writable with 4 GiB free,
+# so the disk does not dominate; else /tmp). Needs: go, rsync. Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +35,12 @@ RSYNC=$(command -v rsync)
 
 base=${BENCH_TMP:-}
 if [ -z "$base" ]; then
-	if [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; else base=/tmp; fi
+	base=/tmp
+	# /dev/shm when it is writable and has room (about 1.5 GB at 150,000 files).
+	if [ -d /dev/shm ] && [ -w /dev/shm ] &&
+		[ "$(df -Pk /dev/shm | awk 'NR == 2 { print $4 }')" -ge $((4 * 1024 * 1024)) ]; then
+		base=/dev/shm
+	fi
 fi
 work=$(mktemp -d "$base/lanmirror-bench-rsync.XXXXXX")
 pids=()

@@ -320,8 +320,9 @@ func rsyncCmdTimeout(t *testing.T, limit time.Duration, args ...string) *rsyncRe
 		t.Errorf("rsync did not finish within %v (hang):\n%s", limit, r)
 	case errors.As(err, &exitErr):
 		r.code = exitErr.ExitCode()
-	default:
-		t.Fatalf("run rsync: %v", err)
+	default: // (Errorf, not Fatalf: callers may run in goroutines)
+		r.code = -1
+		t.Errorf("run rsync: %v", err)
 	}
 	return r
 }
