@@ -190,6 +190,7 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 			t.Fatalf("unknown server kind %q", kind)
 		}
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+		dieWithTest(s.cmd)
 		if err := s.cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", kind, err)
 		}
@@ -308,6 +309,7 @@ func rsyncCmdTimeout(t *testing.T, limit time.Duration, args ...string) *rsyncRe
 	cmd := exec.CommandContext(ctx, rsyncBin, args...)
 	cmd.Env = clientEnv()
 	cmd.WaitDelay = 5 * time.Second
+	dieWithTest(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
