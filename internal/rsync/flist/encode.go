@@ -51,10 +51,9 @@ func (l *List) Encode(w io.Writer, o EncodeOptions) error {
 		bw = bufio.NewWriterSize(w, 32*1024)
 	}
 	e := encoder{w: bw, o: o}
+	// Symlinks are listed without -l too (without their target), as
+	// stock rsync does: the receiver skips them, --list-only shows them.
 	for _, f := range l.Files {
-		if f.IsLink() && !o.Links {
-			continue
-		}
 		if err := e.entry(f); err != nil {
 			return fmt.Errorf("encoding %q: %w", f.Name, err)
 		}

@@ -48,6 +48,7 @@ type Options struct {
 	IgnoreMissingArgs bool
 	SafeLinks         bool
 	Timeout           time.Duration
+	BwLimit           int   // --bwlimit in KiB per second, 0: none
 	ChecksumSeed      int32 // --checksum-seed, 0 when unset
 	// CompressChoice and ChecksumChoice are set when the client names them
 	// explicitly (--compress-choice / --checksum-choice).
@@ -89,7 +90,7 @@ var ignoredLong = map[string]bool{
 
 // valueLong are long options with an argument that a sender may ignore.
 var valueLong = map[string]bool{
-	"--bwlimit": true, "--max-size": true, "--min-size": true,
+	"--max-size": true, "--min-size": true,
 	"--modify-window": true, "--info": true, "--debug": true,
 	"--max-alloc": true, "--block-size": true, "--stop-after": true,
 	"--stop-at": true, "--skip-compress": true, "--log-format": true,
@@ -187,6 +188,13 @@ func (o *Options) longValue(name, val string) error {
 			return fmt.Errorf("invalid value for --timeout: %q", val)
 		}
 		o.Timeout = time.Duration(n) * time.Second
+	case "--bwlimit":
+		// Clients send KiB per second as a plain number.
+		n, err := num()
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid value for --bwlimit: %q", val)
+		}
+		o.BwLimit = n
 	case "--compress-level":
 		n, err := num()
 		if err != nil || n < -1 || n > 22 {

@@ -22,6 +22,13 @@ type countingRW struct {
 	// beforeRead, when set, runs before each read from the connection
 	// (the session flushes its buffered output there).
 	beforeRead func() error
+
+	// rate limits writes to bytes per second (--bwlimit); 0: no limit.
+	// The bucket state is only touched by Write, which the MuxWriter
+	// serializes.
+	rate     float64
+	bwTokens float64
+	bwLast   time.Time
 }
 
 func newCountingRW(ctx context.Context, conn io.ReadWriter, timeout time.Duration) *countingRW {
@@ -79,5 +86,32 @@ func (c *countingRW) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.nw.Add(int64(n))
 	c.lastWrite.Store(time.Now().UnixNano())
+	if err == nil && c.rate > 0 {
+		c.throttle(n)
+	}
 	return n, err
+}
+
+// bwBurst is how many bytes may go out at once under --bwlimit.
+const bwBurst = 32 * 1024
+
+// throttle sleeps as long as needed to keep writes at c.rate bytes per
+// second (a token bucket holding at most bwBurst bytes).
+func (c *countingRW) throttle(n int) {
+	now := time.Now()
+	if c.bwLast.IsZero() {
+		c.bwLast, c.bwTokens = now, bwBurst
+	}
+	c.bwTokens = min(c.bwTokens+c.rate*now.Sub(c.bwLast).Seconds(), bwBurst)
+	c.bwLast = now
+	c.bwTokens -= float64(n)
+	if c.bwTokens < 0 {
+		d := time.Duration(-c.bwTokens / c.rate * float64(time.Second))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
 }

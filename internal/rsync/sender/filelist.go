@@ -56,7 +56,7 @@ func (s *session) buildList(ctx context.Context) ([]*flist.File, error) {
 	}
 	c := s.cache()
 	req := flist.Request{Recursive: s.o.Recursive, Links: s.o.Links, Rules: rules, Protocol: s.cfg.Protocol}
-	paths := stripModule(s.o.Paths, s.cfg.ModuleName)
+	paths := s.expandGlobs(c, stripModule(s.o.Paths, s.cfg.ModuleName))
 	var good []string
 	for _, p := range paths {
 		if len(paths) > 1 {
@@ -116,16 +116,10 @@ func (s *session) reportMissing(p string, err error) {
 }
 
 // keep tells whether a selected entry goes into the list: stock rsync
-// skips symlinks without -l, and directories without -r or -d (except
-// the top one).
+// skips directories without -r or -d (except the top one). Symlinks
+// are always listed (without -l the receiver skips them).
 func (s *session) keep(f *flist.File) bool {
-	switch {
-	case f.IsLink() && !s.o.Links:
-		return false
-	case f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir:
-		return false
-	}
-	return true
+	return !(f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir)
 }
 
 // isModuleRoot tells whether the client asked for the whole module.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lanmirror/lanmirror/internal/rsync/flist"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
 )
 
@@ -26,8 +27,8 @@ func TestVanishedFile(t *testing.T) {
 		t.Run("p"+proto, func(t *testing.T) {
 			src := t.TempDir()
 			makeTree(t, src, 20)
-			srv := startServer(t, src, true)
-			srv.lists.Recheck = time.Hour // keep the stale scan
+			// Keep the stale scan: no recheck, no directory watch.
+			srv := startServerWith(t, src, true, func(c *flist.Cache) { c.Recheck, c.Watch = time.Hour, false })
 			syncOnce(t, srv, t.TempDir(), "-rlpt", "--protocol="+proto)
 			if err := os.Remove(filepath.Join(src, "metadata", "timestamp.chk")); err != nil {
 				t.Fatal(err)
@@ -178,7 +179,8 @@ func TestStalledClientTimesOut(t *testing.T) {
 	args := []string{"--server", "--sender", "-lr", "--timeout=2", ".", "mod/"}
 	client, done := runRaw(t, src, 29, args, 0)
 	var got bytes.Buffer
-	go io.Copy(&got, client)
+	copied := make(chan struct{})
+	go func() { io.Copy(&got, client); close(copied) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "timeout") {
@@ -187,6 +189,7 @@ func TestStalledClientTimesOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stalled session not dropped")
 	}
+	<-copied // the server closed the connection
 	// seed (4 bytes), then at least one empty data frame (keep-alive).
 	if b := got.Bytes(); len(b) < 8 || !bytes.Contains(b[4:], []byte{0, 0, 0, 7}) {
 		t.Errorf("no keep-alive frame in %x", b)
@@ -350,5 +353,24 @@ func TestClientErrorExit(t *testing.T) {
 	<-copied
 	if !bytes.HasSuffix(got.Bytes(), []byte{0, 0, 0, 7 + 86}) {
 		t.Errorf("no empty MSG_ERROR_EXIT at the end of % x", got.Bytes())
+	}
+}
+
+// TestBwLimit: --bwlimit (KiB/s, forwarded by the client) slows the
+// sender down.
+func TestBwLimit(t *testing.T) {
+	src := t.TempDir()
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7919 >> 3)
+	}
+	if err := os.WriteFile(filepath.Join(src, "one-mib"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, src, true)
+	start := time.Now()
+	syncOnce(t, srv, t.TempDir(), "-rt", "--bwlimit=1024")
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Errorf("1 MiB at 1024 KiB/s took %v", d)
 	}
 }

@@ -59,7 +59,8 @@ func ParseArgs(args []string) (*opts.Options, error) {
 	return opts.Parse(args)
 }
 
-// Compatibility flags (compat.c) sent from protocol 30.
+// Compatibility flags (compat.c) sent from protocol 30. INC_RECURSE is
+// never offered: the whole list goes out at once.
 const (
 	cfIncRecurse     = 1 << 0
 	cfSymlinkTimes   = 1 << 1
@@ -132,6 +133,7 @@ func Run(ctx context.Context, conn io.ReadWriter, cfg Config) (Stats, error) {
 	}
 	crw := newCountingRW(ctx, conn, timeout)
 	defer crw.stop()
+	crw.rate = float64(o.BwLimit) * 1024
 	s := &session{cfg: cfg, o: o, log: log, conn: crw, timeout: timeout,
 		ndxIn: wire.NewNdxCodec(cfg.Protocol), ndxOut: wire.NewNdxCodec(cfg.Protocol)}
 	s.in = bufio.NewReaderSize(crw, 32*1024)

@@ -36,6 +36,13 @@ type testServer struct {
 // flist.Cache as the daemon does.
 func startServer(t *testing.T, root string, shared bool) *testServer {
 	t.Helper()
+	return startServerWith(t, root, shared, nil)
+}
+
+// startServerWith is startServer with a hook that configures the shared
+// cache before any session can use it.
+func startServerWith(t *testing.T, root string, shared bool, setup func(*flist.Cache)) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +54,9 @@ func startServer(t *testing.T, root string, shared bool) *testServer {
 	}
 	if shared {
 		s.lists = flist.NewCache(r, nil, nil)
+		if setup != nil {
+			setup(s.lists)
+		}
 	}
 	s.wg.Add(1)
 	go func() {

@@ -466,3 +466,31 @@ func TestTrickyNames(t *testing.T) {
 		})
 	}
 }
+
+// TestWildcardPaths: wildcards in source paths are expanded by the
+// server (as rsyncd does), component by component; a pattern matching
+// nothing is reported missing.
+func TestWildcardPaths(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 20)
+	srv := startServer(t, src, true)
+	dst := t.TempDir()
+	out, err := rsyncCmd(t, "-rlpt", srv.url()+"*-*/pkg1/*.ebuild", srv.url()+"metadata/time[!x]tamp.chk", dst+"/")
+	if err != nil || srv.sessionErr() != nil {
+		t.Fatalf("wildcards: %v\n%s", err, out)
+	}
+	ents, _ := os.ReadDir(dst)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{"pkg1-1.ebuild", "pkg1-18.ebuild", "timestamp.chk"} // dev-lang and x11-libs
+	if !slices.Equal(names, want) {
+		t.Errorf("got %v, want %v", names, want)
+	}
+	out, err = rsyncCmd(t, "-rlpt", srv.url()+"nothing*", t.TempDir()+"/")
+	srv.sessionErr()
+	if err == nil || !strings.Contains(out, "nothing*") {
+		t.Errorf("unmatched pattern not reported: %v\n%s", err, out)
+	}
+}
