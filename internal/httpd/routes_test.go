@@ -522,6 +522,7 @@ func TestStatusMetricsAndAccessLog(t *testing.T) {
 		{fmt.Errorf("x: %w", distcache.ErrUpstream), 502},
 		{fmt.Errorf("x: %w: %w", distcache.ErrUpstream, errTimeout{}), 504},
 		{fmt.Errorf("x: %w", distcache.ErrBadName), 400},
+		{fmt.Errorf("distcache: store: disk full"), 500},
 	} {
 		e.cache.put("e.tar.gz", &fakeObject{err: tc.err})
 		code, body := e.status(e.url + "/distfiles/e.tar.gz")

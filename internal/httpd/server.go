@@ -262,7 +262,9 @@ func textError(w http.ResponseWriter, code int, msg string) {
 // saying what failed (the wrapped error text). When the client went away
 // nothing is written; the access log shows 499.
 func cacheError(w http.ResponseWriter, r *http.Request, what string, err error) {
-	code := http.StatusBadGateway
+	// Errors that are none of the engine's upstream errors (the store
+	// failing, the cache shutting down) are the server's own: 500.
+	code := http.StatusInternalServerError
 	switch {
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads the answer.
@@ -273,10 +275,12 @@ func cacheError(w http.ResponseWriter, r *http.Request, what string, err error) 
 		code = http.StatusNotFound
 	case errors.Is(err, distcache.ErrCorrupt):
 		code = http.StatusBadGateway
-	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		code = http.StatusGatewayTimeout
 	case errors.Is(err, errRefused):
 		code = http.StatusForbidden
+	case errors.Is(err, distcache.ErrUpstream) && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
+		code = http.StatusGatewayTimeout
+	case errors.Is(err, distcache.ErrUpstream):
+		code = http.StatusBadGateway
 	}
 	if code == 499 {
 		if rw, ok := w.(*recorder); ok {
