@@ -54,8 +54,12 @@ func openCache(t *testing.T, dir string, excludes []string) *Cache {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { root.Close() })
-	return NewCache(root, excludes, nil)
+	c := NewCache(root, excludes, nil)
+	t.Cleanup(func() {
+		c.Close()
+		root.Close()
+	})
+	return c
 }
 
 func names(l *List) []string {

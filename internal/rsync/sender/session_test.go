@@ -80,6 +80,9 @@ func startServerWith(t *testing.T, root string, shared bool, setup func(*flist.C
 	t.Cleanup(func() {
 		ln.Close()
 		s.wg.Wait()
+		if s.lists != nil {
+			s.lists.Close() // release the directory watches now
+		}
 		r.Close()
 	})
 	return s
