@@ -1,7 +1,9 @@
 // Package flist builds rsync file lists: it scans a module through an
 // *os.Root (symlinks are listed, never followed), keeps one shared scan per
-// module, selects the entries a client asked for, sorts them in the order
-// the negotiated protocol expects and encodes them for the wire.
+// module (kept fresh by directory watches, or directory mtimes where
+// inotify is unavailable), selects the entries a client asked for, sorts
+// them in the order the negotiated protocol expects and encodes them for
+// the wire; Prepare shares whole encoded lists among identical requests.
 package flist
 
 import (

@@ -1,8 +1,10 @@
 // Package sender runs the server (sender) side of one rsync session for a
 // daemon connection, after the daemon has read the client's arguments:
 // compatibility flags and checksum/compression negotiation, the checksum
-// seed, multiplexed output, the client's filter list, the file list and
-// the transfer loop.
+// seed, multiplexed output, the client's filter list, the file list (one
+// flat list, no incremental recursion), the transfer loop (delta or
+// whole-file tokens, plain or compressed), the end-of-session phases,
+// stats and goodbye, with keep-alives and the I/O timeout throughout.
 package sender
 
 import (
