@@ -12,6 +12,7 @@ import (
 func needBoth(t *testing.T) {
 	t.Helper()
 	needRsync(t)
+	t.Parallel()
 	kinds := serverKinds()
 	if !slices.Contains(kinds, kindLanmirror) || !slices.Contains(kinds, kindStock) {
 		t.Skip("compares lanmirror with stock rsyncd; LANMIRROR_INTEROP_SERVERS excludes one")

@@ -41,12 +41,16 @@ func serverKinds() []serverKind {
 	return out
 }
 
-// forEachServer runs f as one subtest per server kind. The same test body
-// runs against stock rsyncd (proving the test and harness right) and
-// against lanmirror (the finding when it fails).
+// forEachServer runs f as one subtest per server kind, in parallel with
+// the other top-level tests. The same test body runs against stock rsyncd
+// (proving the test and harness right) and against lanmirror (the finding
+// when it fails).
 func forEachServer(t *testing.T, f func(t *testing.T, kind serverKind)) {
 	t.Helper()
 	needRsync(t)
+	// Top-level tests run side by side: much of their time is spent
+	// waiting (timeouts, --bwlimit, treeSettle), not computing.
+	t.Parallel()
 	for _, kind := range serverKinds() {
 		t.Run(string(kind), func(t *testing.T) { f(t, kind) })
 	}
