@@ -120,6 +120,8 @@ func TestModuleListMatchesStock(t *testing.T) {
 	lm := startServer(t, kindLanmirror, conf)
 	sameOutput(t, stock, lm, nil, "")
 	sameOutput(t, stock, lm, []string{"--list-only"}, "")
+	// An unlisted module is still served to a client that names it.
+	sameOutput(t, stock, lm, []string{"--list-only", "-r"}, "hidden/")
 	// Without a motd.
 	conf.motd = ""
 	stock2 := startServer(t, kindStock, conf)
