@@ -169,8 +169,9 @@ func (h *watchHolder) get() *watcher {
 }
 
 // watchRecheck is how long a scan whose watcher saw no change is trusted
-// before the directories are checked again anyway.
-const watchRecheck = 10 * time.Minute
+// before the directories are checked again anyway (a safety net: the
+// check then costs one lstat per directory, once, not per client).
+const watchRecheck = time.Minute
 
 // watchDir adds an inotify watch on a directory of the running scan; on
 // any failure (no inotify, watch limit) the scan goes without watcher.
@@ -377,7 +378,11 @@ func (c *Cache) full(ctx context.Context) (*snapshot, error) {
 	}
 	dirs := map[string]dirStamp{}
 	if c.Watch {
-		c.scanW, _ = newWatcher()
+		if ok, why := watchable(c.root.Name()); ok {
+			c.scanW, _ = newWatcher()
+		} else {
+			c.log.Debug("rsync module: no directory watch, checking directory mtimes", "why", why)
+		}
 	}
 	files, err := c.scanTree(ctx, ".", dirs)
 	w := c.scanW

@@ -21,6 +21,32 @@ type watcher struct {
 	dirty bool
 }
 
+// remoteFS are file systems whose changes made elsewhere inotify does
+// not report (network and FUSE file systems).
+var remoteFS = map[int64]string{
+	0x6969:     "nfs",
+	0x517B:     "smb",
+	0xFF534D42: "cifs",
+	0xFE534D42: "smb2",
+	0x65735546: "fuse",
+	0x00C36400: "ceph",
+	0x01021997: "9p",
+	0x47504653: "gpfs",
+	0x0BD00BD0: "lustre",
+}
+
+// watchable tells whether inotify sees every change below dir.
+func watchable(dir string) (bool, string) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, err.Error()
+	}
+	if name, ok := remoteFS[int64(st.Type)]; ok {
+		return false, name + " file system"
+	}
+	return true, ""
+}
+
 func newWatcher() (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {

@@ -8,7 +8,8 @@ import "errors"
 // with one lstat per directory.
 type watcher struct{}
 
-func newWatcher() (*watcher, error) { return nil, errors.New("no inotify") }
-func (w *watcher) add(string) error { return errors.New("no inotify") }
-func (w *watcher) changed() bool    { return true }
-func (w *watcher) close()           {}
+func watchable(string) (bool, string) { return false, "no inotify" }
+func newWatcher() (*watcher, error)   { return nil, errors.New("no inotify") }
+func (w *watcher) add(string) error   { return errors.New("no inotify") }
+func (w *watcher) changed() bool      { return true }
+func (w *watcher) close()             {}
