@@ -178,6 +178,16 @@ func (s Strong) NewFile() hash.Hash {
 	return h
 }
 
+// ResetFile makes h, a hash returned by NewFile for the same Strong, ready
+// for the next file (as if NewFile had just returned it), so that a
+// session can reuse one hash for all its files.
+func (s Strong) ResetFile(h hash.Hash) {
+	h.Reset()
+	if s.Kind == MD4 && s.Legacy {
+		h.Write(seedBytes(s.Seed))
+	}
+}
+
 // NewList returns a hash for the -c checksums in the file list: unseeded.
 // Its Sum has the byte order rsync sends (little endian for xxh*).
 func (s Strong) NewList() hash.Hash {

@@ -53,9 +53,26 @@ func readFull(r io.Reader, p []byte) (int, error) {
 // block that lies before the current offset can no longer be referred to.
 // Errors reading r are returned as *readError.
 func matchFile(r io.Reader, h sumHead, sums []blockSum, strong checksum.Strong, tw token.Writer, fh hash.Hash, inplace bool) (matchStats, error) {
+	var scratch []byte
+	return matchFileBuf(r, h, sums, strong, tw, fh, inplace, &scratch)
+}
+
+// scratchBuf returns *scratch with at least n bytes of capacity (and
+// length n), growing it if needed.
+func scratchBuf(scratch *[]byte, n int) []byte {
+	if cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	return (*scratch)[:n]
+}
+
+// matchFileBuf is matchFile with a buffer reused from call to call
+// (*scratch, grown as needed), so that a session sending thousands of
+// small files does not allocate and clear one per file.
+func matchFileBuf(r io.Reader, h sumHead, sums []blockSum, strong checksum.Strong, tw token.Writer, fh hash.Hash, inplace bool, scratch *[]byte) (matchStats, error) {
 	var st matchStats
 	if h.Count == 0 || h.BlockLen <= 0 || len(sums) == 0 {
-		buf := make([]byte, token.ChunkSize)
+		buf := scratchBuf(scratch, token.ChunkSize)
 		for {
 			n, err := readFull(r, buf)
 			if n > 0 {
@@ -75,7 +92,7 @@ func matchFile(r io.Reader, h sumHead, sums []blockSum, strong checksum.Strong, 
 	}
 	m := newMatcher(h, sums, strong)
 	blen := int(h.BlockLen)
-	buf := make([]byte, 0, max(4*blen, 256*1024))
+	buf := scratchBuf(scratch, max(4*blen, 256*1024))[:0]
 	var base int64 // file offset of buf[0]
 	pos, lit := 0, 0
 	eof := false

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net"
@@ -102,6 +103,11 @@ type session struct {
 	ndxIn       *wire.NdxCodec // file indexes from the client
 	ndxOut      *wire.NdxCodec // file indexes to the client
 	ioError     int32
+	open        *opener   // opens source files (created at the first file)
+	src         srcFile   // the file being sent
+	buf         []byte    // read buffer reused from file to file
+	fsum        hash.Hash // whole-file checksum, reset per file
+	sum         []byte    // its digest
 	st          Stats
 	buildMs     int64
 	xferMs      int64
@@ -140,6 +146,9 @@ func Run(ctx context.Context, conn io.ReadWriter, cfg Config) (Stats, error) {
 		ndxIn: wire.NewNdxCodec(cfg.Protocol), ndxOut: wire.NewNdxCodec(cfg.Protocol)}
 	s.in = bufio.NewReaderSize(crw, 32*1024)
 	err = s.run(ctx)
+	if s.open != nil {
+		s.open.close()
+	}
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
 	}
@@ -212,6 +221,14 @@ func (s *session) run(ctx context.Context) error {
 		return s.fail(err)
 	}
 	return s.out.Flush()
+}
+
+// fileOpener returns the session's file opener, creating it on first use.
+func (s *session) fileOpener() *opener {
+	if s.open == nil {
+		s.open = newOpener(s.cfg.Root)
+	}
+	return s.open
 }
 
 // fail tells the client why the session ends (where that is still

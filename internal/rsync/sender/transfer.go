@@ -2,10 +2,10 @@ package sender
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/lanmirror/lanmirror/internal/rsync/token"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
@@ -165,16 +165,8 @@ func (s *session) writeAttrs(out *wire.NdxCodec, q request) error {
 // and the whole-file checksum. A file that cannot be opened is reported
 // (MSG_NO_SEND from protocol 30) and the session goes on.
 func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h sumHead, sums []blockSum, inplace bool) error {
-	fh, err := s.cfg.Root.Open(path)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = fh.Stat(); err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a regular file any more")
-		}
-		if err != nil {
-			fh.Close()
-		}
-	}
+	fh := &s.src
+	err := s.fileOpener().open(path, fh)
 	if err != nil {
 		code := wire.MsgErrorXfer
 		var msg string
@@ -202,10 +194,12 @@ func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h su
 	if err := s.writeAttrs(out, q); err != nil {
 		return err
 	}
-	for _, v := range []int32{h.Count, h.BlockLen, h.StrongLen, h.Remainder} {
-		if err := wire.WriteInt32(s.out, v); err != nil {
-			return err
-		}
+	var hdr [16]byte
+	for i, v := range [4]int32{h.Count, h.BlockLen, h.StrongLen, h.Remainder} {
+		binary.LittleEndian.PutUint32(hdr[4*i:], uint32(v))
+	}
+	if _, err := s.out.Write(hdr[:]); err != nil {
+		return err
 	}
 	if s.tw == nil {
 		// One token writer serves the whole session: compressed streams
@@ -217,8 +211,13 @@ func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h su
 		s.tw = tw
 	}
 	tw := s.tw
-	fsum := s.strong.NewFile()
-	ms, err := matchFile(fh, h, sums, s.strong, tw, fsum, inplace)
+	if s.fsum == nil {
+		s.fsum = s.strong.NewFile()
+	} else {
+		s.strong.ResetFile(s.fsum)
+	}
+	fsum := s.fsum
+	ms, err := matchFileBuf(fh, h, sums, s.strong, tw, fsum, inplace, &s.buf)
 	s.st.Literal += ms.Literal
 	s.st.Matched += ms.Matched
 	if err != nil {
@@ -234,13 +233,14 @@ func (s *session) sendOne(out *wire.NdxCodec, q request, path, name string, h su
 			return err
 		}
 		msg := fmt.Sprintf("rsync: [sender] read errors mapping %q (in %s): %v\n", name, s.cfg.ModuleName, re.err)
-		sum := badSum(fsum.Sum(nil))
+		sum := badSum(fsum.Sum(s.sum[:0]))
 		if _, err := s.out.Write(sum); err != nil {
 			return err
 		}
 		return s.out.WriteMsg(wire.MsgErrorXfer, []byte(msg))
 	}
-	_, err = s.out.Write(fsum.Sum(nil))
+	s.sum = fsum.Sum(s.sum[:0])
+	_, err = s.out.Write(s.sum)
 	return err
 }
 
