@@ -301,3 +301,39 @@ func TestSnapshotSwitch(t *testing.T) {
 		}
 	})
 }
+
+// TestPortageSubmodules is `emerge --sync --sync-submodule=glsa,news,profiles`:
+// Portage adds --relative and asks for each submodule path with rsync's
+// "/./" syntax (portage/sync/modules/rsync/rsync.py), in one session.
+func TestPortageSubmodules(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		const mod = "gentoo-portage"
+		src := newTree(t, 74, 300)
+		if err := os.MkdirAll(filepath.Join(src, "metadata", "glsa"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, "metadata", "glsa", "glsa-202401-01.xml"), []byte("<glsa/>\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: mod, path: src}}})
+		for _, proto := range []int{29, 31} {
+			dst := filepath.Join(t.TempDir(), "repo")
+			args := portageArgs(proto, true, "--relative")
+			for _, p := range []string{"metadata/glsa", "metadata/news", "metadata/layout.conf", "profiles"} {
+				args = append(args, srv.url(mod+"/./"+p))
+			}
+			mustRsync(t, append(args, dst)...)
+			o := portageCmp(proto)
+			o.skipRoot = true
+			o.exclude = func(rel string, isDir bool) bool {
+				for _, keep := range []string{"metadata/glsa", "metadata/news", "metadata/layout.conf", "profiles"} {
+					if rel == keep || strings.HasPrefix(rel, keep+"/") {
+						return false
+					}
+				}
+				return !(rel == "metadata" && isDir)
+			}
+			compareTrees(t, src, dst, o)
+		}
+	})
+}
