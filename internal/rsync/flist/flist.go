@@ -103,6 +103,10 @@ type snapshot struct {
 	files []*File             // module-relative names, in protocol 29+ order, "." first
 	index map[string]int      // module-relative path -> position in files
 	dirs  map[string]dirStamp // directory path -> mtime at scan time
+	// watched: a directory watcher guards this scan, so that any change
+	// to a file (even in place) replaces it; only then are -c sums kept.
+	watched bool
+	sums    sync.Map // kind + "\x00" + path -> []byte
 }
 
 type dirStamp struct {
@@ -394,7 +398,7 @@ func (c *Cache) full(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("scanning module: %w", err)
 	}
 	c.watch.set(w)
-	s := &snapshot{files: files, index: make(map[string]int, len(files)), dirs: dirs}
+	s := &snapshot{files: files, index: make(map[string]int, len(files)), dirs: dirs, watched: w != nil}
 	for i, f := range files {
 		s.index[f.Path] = i
 	}

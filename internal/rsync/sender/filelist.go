@@ -182,19 +182,35 @@ func (s *session) sendFileList(ctx context.Context) error {
 	return nil
 }
 
-// listChecksum computes the -c checksum of a regular file. A file that
-// cannot be read gets an all-zero sum (the client then transfers it).
+// listChecksum returns the -c checksum of a regular file, shared with
+// other clients through the module's cache where that is safe. A file
+// that cannot be read gets an all-zero sum (the client then transfers
+// it); such sums are never kept.
 func (s *session) listChecksum(f *flist.File) ([]byte, error) {
+	var sum []byte
+	var err error
+	if s.cfg.Lists != nil {
+		sum, err = s.cfg.Lists.FileSum(f, string(s.fileSum.Kind), s.computeChecksum)
+	} else {
+		sum, err = s.computeChecksum(f)
+	}
+	if err != nil {
+		s.log.Debug("checksum: cannot read", "path", f.Path, "err", err)
+		return make([]byte, s.fileSum.Len()), nil
+	}
+	return sum, nil
+}
+
+// computeChecksum reads a regular file and computes its -c checksum.
+func (s *session) computeChecksum(f *flist.File) ([]byte, error) {
 	fh, err := s.cfg.Root.Open(f.Path)
 	if err != nil {
-		s.log.Debug("checksum: cannot open", "path", f.Path, "err", err)
-		return make([]byte, s.fileSum.Len()), nil
+		return nil, err
 	}
 	defer fh.Close()
 	h := s.fileSum.NewList()
 	if _, err := io.Copy(h, fh); err != nil {
-		s.log.Debug("checksum: read error", "path", f.Path, "err", err)
-		return make([]byte, s.fileSum.Len()), nil
+		return nil, err
 	}
 	return h.Sum(nil), nil
 }
