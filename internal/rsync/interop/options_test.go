@@ -277,3 +277,41 @@ func TestOddNames(t *testing.T) {
 		}
 	})
 }
+
+// TestOtherClientOptions: options people add out of habit (-aH, -aHAX,
+// -U, -F, -s, ...). Each must either work (the tree arrives whole) or be
+// refused with a message that says what is not supported; never a broken
+// protocol stream.
+func TestOtherClientOptions(t *testing.T) {
+	forEachServer(t, func(t *testing.T, kind serverKind) {
+		src := newTree(t, 90, 60)
+		// A hard link, for -H.
+		if err := os.Link(filepath.Join(src, "eclass", "cmake.eclass"), filepath.Join(src, "eclass", "hardlink.eclass")); err != nil {
+			t.Fatal(err)
+		}
+		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
+		for _, opts := range []string{"-aH", "-aA", "-aX", "-aHAX", "-aU", "-a --atimes", "-a -F", "-a -s",
+			"-aS", "-ax", "-aE", "-a --numeric-ids", "-a -y", "-a --size-only", "-a -I", "-a --append-verify",
+			"-a --partial", "-a --delay-updates", "-a --prune-empty-dirs", "-a --checksum-seed=5 -c"} {
+			t.Run(opts, func(t *testing.T) {
+				t.Parallel()
+				dst := filepath.Join(t.TempDir(), "dst")
+				r := rsyncCmd(t, append(strings.Fields(opts), srv.url("tree/"), dst+"/")...)
+				if r.code != 0 {
+					if !strings.Contains(r.stderr, "not supported") && !strings.Contains(r.stderr, "refuse") {
+						t.Errorf("failed without saying what is not supported:\n%s", r)
+					}
+					return
+				}
+				compareTrees(t, src, dst, archiveCmp(0))
+				if strings.Contains(opts, "H") {
+					a, err1 := os.Stat(filepath.Join(dst, "eclass", "cmake.eclass"))
+					b, err2 := os.Stat(filepath.Join(dst, "eclass", "hardlink.eclass"))
+					if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+						t.Errorf("-H: hard link not kept (%v %v)", err1, err2)
+					}
+				}
+			})
+		}
+	})
+}
