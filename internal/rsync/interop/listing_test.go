@@ -120,6 +120,8 @@ func TestModuleListMatchesStock(t *testing.T) {
 	lm := startServer(t, kindLanmirror, conf)
 	sameOutput(t, stock, lm, nil, "")
 	sameOutput(t, stock, lm, []string{"--list-only"}, "")
+	sameOutput(t, stock, lm, []string{"--protocol=27"}, "")
+	sameOutput(t, stock, lm, []string{"--protocol=29", "--list-only", "-r"}, "other/")
 	// An unlisted module is still served to a client that names it.
 	sameOutput(t, stock, lm, []string{"--list-only", "-r"}, "hidden/")
 	// Without a motd.
