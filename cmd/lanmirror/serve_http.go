@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,10 +84,6 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 	if cfg.Binpkgs != "" {
 		if binpkgs, err = binpkg.NewHandler(cfg.Binpkgs, env.log); err != nil {
 			return nil, err
-		}
-		if cfg.BinhostUpstream != "" {
-			// Packages lists the upstream binhost's packages too.
-			binpkgs.(*binpkg.Handler).SetUpstream(binhostIndex(cache, cfg.BinhostUpstream))
 		}
 	}
 	srv, err := httpd.New(httpd.Options{
@@ -175,33 +170,4 @@ func storeStats(store *distcache.Store) httpd.Stats {
 		}
 		return size, files
 	}
-}
-
-// binhostIndex reads the upstream binhost's Packages through the cache, as
-// the volatile object /binpkgs/Packages falls back to.
-func binhostIndex(cache *distcache.Cache, upstream string) binpkg.UpstreamIndex {
-	src := strings.TrimRight(upstream, "/") + "/Packages"
-	return func(ctx context.Context) (io.ReadCloser, error) {
-		b, _, err := cache.Get(ctx, distcache.Object{Key: distcache.BinhostPrefix + "Packages", Sources: []string{src}, Volatile: true})
-		if err != nil {
-			return nil, err
-		}
-		if err := b.Wait(ctx); err != nil {
-			b.Close()
-			return nil, err
-		}
-		return bodyReader{b.NewReader(0), b}, nil
-	}
-}
-
-// bodyReader reads a cache body and releases it when closed.
-type bodyReader struct {
-	io.ReadCloser
-	body *distcache.Body
-}
-
-func (r bodyReader) Close() error {
-	err := r.ReadCloser.Close()
-	r.body.Close()
-	return err
 }
