@@ -85,3 +85,44 @@ func BenchmarkPrepared(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScan measures a full scan of a module (what the first client
+// after a change waits for), walking the subtrees sequentially and with
+// the default number of workers.
+func BenchmarkScan(b *testing.B) {
+	dir := b.TempDir()
+	for i := 0; i < 20000; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("cat-%d/pkg-%d/pkg-%d.ebuild", i%150, i%3000, i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer root.Close()
+	c := NewCache(root, nil, nil)
+	c.Watch = false
+	for _, workers := range []int{1, scanWorkers()} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				fi, err := root.Lstat(".")
+				if err != nil {
+					b.Fatal(err)
+				}
+				top, err := c.fileOf(".", fi)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out := []*File{top}
+				if err := c.walkDir(context.Background(), ".", &out, map[string]dirStamp{}, workers); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

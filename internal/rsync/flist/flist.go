@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/rsync/filter"
@@ -92,8 +94,9 @@ type Cache struct {
 	checked time.Time
 	// watch, when set, reports changes to the scanned directories
 	// (inotify); scanW is the one being filled by a running scan.
-	watch *watchHolder
-	scanW *watcher
+	watch   *watchHolder
+	scanW   *watcher
+	scanWMu sync.Mutex // scanW during a scan's parallel walks
 
 	prepared preparedSet // encoded lists shared by identical requests
 }
@@ -179,7 +182,10 @@ const watchRecheck = time.Minute
 
 // watchDir adds an inotify watch on a directory of the running scan; on
 // any failure (no inotify, watch limit) the scan goes without watcher.
+// The parallel subtree walks of one scan call it concurrently (scanWMu).
 func (c *Cache) watchDir(rel string) {
+	c.scanWMu.Lock()
+	defer c.scanWMu.Unlock()
 	if c.scanW == nil {
 		return
 	}
@@ -270,13 +276,21 @@ func (c *Cache) scanTree(ctx context.Context, rel string, dirs map[string]dirSta
 	if dirs != nil {
 		dirs[rel] = dirStamp{top.ModTime, top.ModNsec}
 	}
-	err = c.walkDir(ctx, rel, &out, dirs)
+	err = c.walkDir(ctx, rel, &out, dirs, scanWorkers())
 	return out, err
 }
 
+// scanWorkers is how many subtrees of the scanned directory are walked
+// at once: the client waits for the whole list, so the scan's wall time
+// is the first sync's latency, and directory reads and lstat calls run
+// in parallel in the kernel.
+func scanWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
+
 // walkDir appends the contents of dir: files first, then each
-// subdirectory followed by its own contents (rsync 29+ order).
-func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[string]dirStamp) error {
+// subdirectory followed by its own contents (rsync 29+ order). With
+// workers > 1 the subdirectories are walked by that many goroutines
+// (each subtree sequentially), and their results appended in order.
+func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[string]dirStamp, workers int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -322,18 +336,95 @@ func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[
 	}
 	byName := func(a, b *File) int { return strings.Compare(path.Base(a.Path), path.Base(b.Path)) }
 	slices.SortFunc(files, byName)
-	slices.SortFunc(subdirs, func(a, b *File) int {
-		return strings.Compare(path.Base(a.Path)+"/", path.Base(b.Path)+"/")
-	})
+	slices.SortFunc(subdirs, func(a, b *File) int { return compareDirNames(path.Base(a.Path), path.Base(b.Path)) })
 	*out = append(*out, files...)
+	if workers > 1 && len(subdirs) > 1 {
+		return c.walkSubdirs(ctx, subdirs, out, dirs, workers)
+	}
 	for _, s := range subdirs {
 		*out = append(*out, s)
 		if dirs != nil {
 			dirs[s.Path] = dirStamp{s.ModTime, s.ModNsec}
 		}
-		if err := c.walkDir(ctx, s.Path, out, dirs); err != nil {
+		if err := c.walkDir(ctx, s.Path, out, dirs, 1); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// compareDirNames compares two directory names as if each ended in "/"
+// (without building those strings).
+func compareDirNames(a, b string) int {
+	n := min(len(a), len(b))
+	if c := strings.Compare(a[:n], b[:n]); c != 0 {
+		return c
+	}
+	switch {
+	case len(a) == len(b):
+		return 0
+	case len(a) == n: // a's "/" against b's next byte; then a is shorter
+		if c := cmpByte('/', b[n]); c != 0 {
+			return c
+		}
+		return -1
+	default:
+		if c := cmpByte(a[n], '/'); c != 0 {
+			return c
+		}
+		return 1
+	}
+}
+
+func cmpByte(x, y byte) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// walkSubdirs walks the subdirectories subdirs (sorted) with workers
+// goroutines and appends each directory and its contents to out in
+// order, as the sequential walk does; the first error in that order is
+// returned.
+func (c *Cache) walkSubdirs(ctx context.Context, subdirs []*File, out *[]*File, dirs map[string]dirStamp, workers int) error {
+	type result struct {
+		files []*File
+		dirs  map[string]dirStamp
+		err   error
+	}
+	res := make([]result, len(subdirs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(subdirs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(subdirs) {
+					return
+				}
+				r := &res[i]
+				if dirs != nil {
+					r.dirs = map[string]dirStamp{}
+				}
+				r.err = c.walkDir(ctx, subdirs[i].Path, &r.files, r.dirs, 1)
+			}
+		})
+	}
+	wg.Wait()
+	for i, s := range subdirs {
+		*out = append(*out, s)
+		if dirs != nil {
+			dirs[s.Path] = dirStamp{s.ModTime, s.ModNsec}
+			maps.Copy(dirs, res[i].dirs)
+		}
+		if res[i].err != nil {
+			return res[i].err
+		}
+		*out = append(*out, res[i].files...)
 	}
 	return nil
 }
