@@ -87,7 +87,13 @@ func (e *encoder) entry(f *File) error {
 	o := e.o
 	proto := o.Protocol
 	var x int32
-	if f.IsDir() {
+	if f.IsDir() && f.Implied {
+		// An implied directory (-R): no contents; from 30 flagged as
+		// XMIT_TOP_DIR|XMIT_NO_CONTENT_DIR as stock rsync does.
+		if proto >= 30 {
+			x = xmitTopDir | xmitNoContentDir
+		}
+	} else if f.IsDir() {
 		if proto >= 30 {
 			// A top directory has its contents in the list (also the "."
 			// of -d); without -r other directories do not.

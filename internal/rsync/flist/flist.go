@@ -45,7 +45,11 @@ type File struct {
 	UID, GID   uint32
 	LinkTarget string
 	TopDir     bool // a top-level directory of the transfer (XMIT_TOP_DIR)
+	Implied    bool // a directory implied by a -R path (sent without contents)
 }
+
+// OwnerOf returns the uid and gid of a file (0, 0 where unknown).
+func OwnerOf(fi fs.FileInfo) (uid, gid uint32) { return ownerOf(fi) }
 
 // IsDir reports whether f is a directory.
 func (f *File) IsDir() bool { return f.Mode&ModeTypeMask == ModeDir }

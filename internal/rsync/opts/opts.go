@@ -43,6 +43,9 @@ type Options struct {
 	// those of symlinks to directories, CopyUnsafeLinks those of links
 	// pointing outside the transfer (never outside the module).
 	CopyLinks, CopyDirLinks, CopyUnsafeLinks bool
+	// NoImpliedDirs: with -R, the directories leading to a source path
+	// are not sent (--no-implied-dirs).
+	NoImpliedDirs bool
 	// IgnoreMissingArgs: a source path that does not exist is skipped
 	// silently (--ignore-missing-args).
 	IgnoreMissingArgs bool
@@ -74,7 +77,7 @@ var ignoredLong = map[string]bool{
 	"--safe-links": true, "--inplace": true, "--numeric-ids": true,
 	"--ignore-errors": true, "--partial": true,
 	"--delay-updates": true, "--size-only": true, "--ignore-times": true,
-	"--no-implied-dirs": true, "--munge-links": true, "--append": true,
+	"--munge-links": true, "--append": true,
 	"--append-verify": true, "--existing": true, "--ignore-existing": true,
 	"--delete": true, "--delete-before": true, "--delete-during": true,
 	"--delete-after": true, "--delete-delay": true, "--delete-excluded": true,
@@ -126,6 +129,8 @@ func Parse(args []string) (*Options, error) {
 			o.NumericIDs = true
 		case a == "--copy-unsafe-links":
 			o.CopyUnsafeLinks = true
+		case a == "--no-implied-dirs":
+			o.NoImpliedDirs = true
 		case a == "--ignore-missing-args":
 			o.IgnoreMissingArgs = true
 		case a == "--no-relative":
@@ -161,10 +166,6 @@ func Parse(args []string) (*Options, error) {
 	}
 	if !sender {
 		return nil, ErrReadOnly
-	}
-	if o.Relative {
-		// The list would need full path names and implied directories.
-		return nil, errors.New("option -R (--relative) is not supported by this server")
 	}
 	o.Paths = append([]string(nil), args[i:]...)
 	if len(o.Paths) == 0 {

@@ -62,7 +62,6 @@ func TestParseErrors(t *testing.T) {
 		"--server --sender -r .":               "no source path",
 		"--server --sender -H . m/":            "not supported",
 		"--server --sender --files-from=x . m": "not supported",
-		"--server --sender -vlRr . m/":         "--relative",
 	}
 	for in, want := range cases {
 		_, err := Parse(strings.Fields(in))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,13 @@ func (s *session) buildList(ctx context.Context) ([]*flist.File, error) {
 	c := s.cache()
 	req := flist.Request{Recursive: s.o.Recursive, Links: s.o.Links, Rules: rules, Protocol: s.cfg.Protocol}
 	paths := s.expandGlobs(c, stripModule(s.o.Paths, s.cfg.ModuleName))
+	if s.o.Relative {
+		all, err := s.buildRelative(ctx, c, paths, rules)
+		if err != nil {
+			return nil, err
+		}
+		return slices.DeleteFunc(all, func(f *flist.File) bool { return !s.keep(f) }), nil
+	}
 	var good []string
 	for _, p := range paths {
 		if len(paths) > 1 {
@@ -119,7 +127,7 @@ func (s *session) reportMissing(p string, err error) {
 // skips directories without -r or -d (except the top one). Symlinks
 // are always listed (without -l the receiver skips them).
 func (s *session) keep(f *flist.File) bool {
-	return !(f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir)
+	return !(f.IsDir() && !s.o.Recursive && !s.o.Dirs && !f.TopDir && !f.Implied)
 }
 
 // isModuleRoot tells whether the client asked for the whole module.
@@ -137,7 +145,7 @@ func (s *session) sendFileList(ctx context.Context) error {
 	start := time.Now()
 	eo := s.encodeOptions()
 	paths := stripModule(s.o.Paths, s.cfg.ModuleName)
-	if s.cfg.Lists != nil && !s.o.Checksum && !s.followsLinks() && isModuleRoot(paths) {
+	if s.cfg.Lists != nil && !s.o.Checksum && !s.followsLinks() && !s.o.Relative && isModuleRoot(paths) {
 		// The common case (every emerge --sync): the whole module with
 		// the same options as other clients; share the encoded list.
 		return s.sendPrepared(ctx, paths, eo, start)

@@ -494,3 +494,40 @@ func TestWildcardPaths(t *testing.T) {
 		t.Errorf("unmatched pattern not reported: %v\n%s", err, out)
 	}
 }
+
+// TestRelativePaths: -R keeps full path names (the part before "/./"
+// only locates the files) with implied directories, which carry no
+// contents: --delete leaves their other entries alone.
+func TestRelativePaths(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, 10)
+	srv := startServer(t, src, true)
+	host := strings.TrimSuffix(srv.url(), "mod/")
+	for _, proto := range []string{"29", "31"} {
+		t.Run("p"+proto, func(t *testing.T) {
+			dst := t.TempDir()
+			extra := filepath.Join(dst, "metadata", "extra")
+			if err := os.MkdirAll(filepath.Dir(extra), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(extra, []byte("keep me"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := rsyncCmd(t, "-rlptR", "--delete", "--protocol="+proto,
+				host+"mod/./metadata/timestamp.chk", host+"mod/profiles/./with space", dst+"/")
+			if err != nil || srv.sessionErr() != nil {
+				t.Fatalf("-R: %v\n%s", err, out)
+			}
+			want, _ := os.ReadFile(filepath.Join(src, "metadata", "timestamp.chk"))
+			if got, _ := os.ReadFile(filepath.Join(dst, "metadata", "timestamp.chk")); !bytes.Equal(got, want) {
+				t.Errorf("metadata/timestamp.chk: %q", got)
+			}
+			if got, _ := os.ReadFile(filepath.Join(dst, "with space", "a b.txt")); string(got) != "spaces\n" {
+				t.Errorf("with space/a b.txt: %q", got)
+			}
+			if _, err := os.Stat(extra); proto >= "30" && err != nil {
+				t.Errorf("--delete removed an entry of an implied directory: %v", err)
+			}
+		})
+	}
+}
