@@ -119,9 +119,11 @@ func BenchmarkScan(b *testing.B) {
 					b.Fatal(err)
 				}
 				out := []*File{top}
-				if err := c.walkDir(context.Background(), ".", &out, map[string]dirStamp{}, workers); err != nil {
+				rootfd, closeRoot := c.openRootFD()
+				if err := c.walkDir(context.Background(), ".", &out, map[string]dirStamp{}, workers, rootfd); err != nil {
 					b.Fatal(err)
 				}
+				closeRoot()
 			}
 		})
 	}

@@ -280,7 +280,9 @@ func (c *Cache) scanTree(ctx context.Context, rel string, dirs map[string]dirSta
 	if dirs != nil {
 		dirs[rel] = dirStamp{top.ModTime, top.ModNsec}
 	}
-	err = c.walkDir(ctx, rel, &out, dirs, scanWorkers())
+	rootfd, closeRoot := c.openRootFD()
+	defer closeRoot()
+	err = c.walkDir(ctx, rel, &out, dirs, scanWorkers(), rootfd)
 	return out, err
 }
 
@@ -294,24 +296,53 @@ func scanWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
 // subdirectory followed by its own contents (rsync 29+ order). With
 // workers > 1 the subdirectories are walked by that many goroutines
 // (each subtree sequentially), and their results appended in order.
-func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[string]dirStamp, workers int) error {
+// rootfd is a descriptor of the module root for readDir (-1: none).
+func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[string]dirStamp, workers, rootfd int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if dirs != nil {
 		c.watchDir(dir) // before reading, so no change goes unseen
 	}
+	files, subdirs, err := c.readDir(dir, rootfd)
+	if err != nil {
+		return err
+	}
+	byName := func(a, b *File) int { return strings.Compare(path.Base(a.Path), path.Base(b.Path)) }
+	slices.SortFunc(files, byName)
+	slices.SortFunc(subdirs, func(a, b *File) int { return compareDirNames(path.Base(a.Path), path.Base(b.Path)) })
+	*out = append(*out, files...)
+	if workers > 1 && len(subdirs) > 1 {
+		return c.walkSubdirs(ctx, subdirs, out, dirs, workers, rootfd)
+	}
+	for _, s := range subdirs {
+		*out = append(*out, s)
+		if dirs != nil {
+			dirs[s.Path] = dirStamp{s.ModTime, s.ModNsec}
+		}
+		if err := c.walkDir(ctx, s.Path, out, dirs, 1, rootfd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDirRoot reads the entries of dir through the Root (the portable
+// way), leaving out what is excluded or not served, split into
+// directories and the rest. A directory that cannot be opened or read
+// is logged and listed with what could be read; an entry whose lstat
+// fails for another reason than vanishing fails the scan.
+func (c *Cache) readDirRoot(dir string) (files, subdirs []*File, err error) {
 	d, err := c.root.Open(dir)
 	if err != nil {
 		c.log.Warn("rsync: cannot open directory", "dir", dir, "err", err)
-		return nil
+		return nil, nil, nil
 	}
 	ents, err := d.ReadDir(-1)
 	d.Close()
 	if err != nil {
 		c.log.Warn("rsync: cannot read directory", "dir", dir, "err", err)
 	}
-	var files, subdirs []*File
 	for _, e := range ents {
 		rel := e.Name()
 		if dir != "." {
@@ -322,39 +353,28 @@ func (c *Cache) walkDir(ctx context.Context, dir string, out *[]*File, dirs map[
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return fmt.Errorf("stat %s: %w", rel, err)
+			return nil, nil, fmt.Errorf("stat %s: %w", rel, err)
 		}
 		f, err := c.fileOf(rel, fi)
 		if err != nil {
 			c.log.Warn("rsync: skipping entry", "path", rel, "err", err)
 			continue
 		}
-		if f == nil || c.Excluded(rel, f.IsDir()) {
-			continue
-		}
-		if f.IsDir() {
-			subdirs = append(subdirs, f)
-		} else {
-			files = append(files, f)
-		}
+		files, subdirs = c.sortEntry(f, files, subdirs)
 	}
-	byName := func(a, b *File) int { return strings.Compare(path.Base(a.Path), path.Base(b.Path)) }
-	slices.SortFunc(files, byName)
-	slices.SortFunc(subdirs, func(a, b *File) int { return compareDirNames(path.Base(a.Path), path.Base(b.Path)) })
-	*out = append(*out, files...)
-	if workers > 1 && len(subdirs) > 1 {
-		return c.walkSubdirs(ctx, subdirs, out, dirs, workers)
+	return files, subdirs, nil
+}
+
+// sortEntry appends f (unless nil or excluded) to subdirs or files.
+func (c *Cache) sortEntry(f *File, files, subdirs []*File) ([]*File, []*File) {
+	switch {
+	case f == nil || c.Excluded(f.Path, f.IsDir()):
+	case f.IsDir():
+		subdirs = append(subdirs, f)
+	default:
+		files = append(files, f)
 	}
-	for _, s := range subdirs {
-		*out = append(*out, s)
-		if dirs != nil {
-			dirs[s.Path] = dirStamp{s.ModTime, s.ModNsec}
-		}
-		if err := c.walkDir(ctx, s.Path, out, dirs, 1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return files, subdirs
 }
 
 // compareDirNames compares two directory names as if each ended in "/"
@@ -394,7 +414,7 @@ func cmpByte(x, y byte) int {
 // goroutines and appends each directory and its contents to out in
 // order, as the sequential walk does; the first error in that order is
 // returned.
-func (c *Cache) walkSubdirs(ctx context.Context, subdirs []*File, out *[]*File, dirs map[string]dirStamp, workers int) error {
+func (c *Cache) walkSubdirs(ctx context.Context, subdirs []*File, out *[]*File, dirs map[string]dirStamp, workers, rootfd int) error {
 	type result struct {
 		files []*File
 		dirs  map[string]dirStamp
@@ -414,7 +434,7 @@ func (c *Cache) walkSubdirs(ctx context.Context, subdirs []*File, out *[]*File, 
 				if dirs != nil {
 					r.dirs = map[string]dirStamp{}
 				}
-				r.err = c.walkDir(ctx, subdirs[i].Path, &r.files, r.dirs, 1)
+				r.err = c.walkDir(ctx, subdirs[i].Path, &r.files, r.dirs, 1, rootfd)
 			}
 		})
 	}
