@@ -194,7 +194,7 @@ func (c *Cache) watchDir(rel string) {
 		return
 	}
 	if err := c.scanW.add(filepath.Join(c.root.Name(), filepath.FromSlash(rel))); err != nil {
-		c.log.Debug("rsync module: directory watch unavailable, checking directories instead", "err", err)
+		c.log.Info("rsync module: directory watches unavailable (raise fs.inotify.max_user_watches?), checking directory mtimes instead", "err", err)
 		c.scanW.close()
 		c.scanW = nil
 	}
