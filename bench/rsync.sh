@@ -146,54 +146,82 @@ pid_lm=$!
 pids+=("$pid_lm")
 wait_greeting "$port_lm"
 
-declare -A initial noop cpu conc conc_cpu
-# measure NAME PORT PID
-measure() {
-	local name=$1 port=$2 pid=$3 url="rsync://127.0.0.1:$2/$MODULE/" dst="$work/dst-$1" t0 t1 c0 c1 runs="" cpus="" i
+declare -A initial noop cpu conc conc_cpu noop_runs noop_cpus port pid
+port[rsyncd]=$port_stock pid[rsyncd]=$pid_stock
+port[lanmirror]=$port_lm pid[lanmirror]=$pid_lm
+url() { echo "rsync://127.0.0.1:${port[$1]}/$MODULE/"; }
+ticks_to_s() { awk -v d="$1" -v t="$TICK" 'BEGIN { printf "%.3f", d / t }'; }
+
+# initial NAME: the first sync into an empty directory.
+initial_sync() {
+	local name=$1 t0 t1
 	echo "$name: initial sync..." >&2
 	t0=$(now)
-	"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-initial.out"
+	"$RSYNC" "${PORTAGE_OPTS[@]}" "$(url "$name")" "$work/dst-$name/" >"$work/$name-initial.out"
 	t1=$(now)
 	initial[$name]=$(elapsed "$t0" "$t1")
-	grep -q "Number of regular files transferred: 0" "$work/$name-initial.out" && {
-		echo "bench/rsync.sh: $name initial sync transferred nothing" >&2; exit 1; }
-	echo "$name: $NOOP_RUNS no-op syncs..." >&2
-	for i in $(seq 1 "$NOOP_RUNS"); do
-		wait_children "$pid"
-		c0=$(cpu_ticks "$pid")
-		t0=$(now)
-		"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-noop.out"
-		t1=$(now)
-		wait_children "$pid"
-		c1=$(cpu_ticks "$pid")
-		grep -q "Number of regular files transferred: 0" "$work/$name-noop.out" || {
-			echo "bench/rsync.sh: $name no-op sync transferred files:" >&2; cat "$work/$name-noop.out" >&2; exit 1; }
-		runs+="$(elapsed "$t0" "$t1")"$'\n'
-		cpus+="$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.3f", d / t }')"$'\n'
-	done
-	noop[$name]=$(printf '%s' "$runs" | median)
-	cpu[$name]=$(printf '%s' "$cpus" | median)
+	if grep -q "Number of regular files transferred: 0" "$work/$name-initial.out"; then
+		echo "bench/rsync.sh: $name initial sync transferred nothing" >&2
+		exit 1
+	fi
+}
+
+# noop_sync NAME: one no-op sync, its wall time and the server's CPU.
+noop_sync() {
+	local name=$1 t0 t1 c0 c1
+	wait_children "${pid[$name]}"
+	c0=$(cpu_ticks "${pid[$name]}")
+	t0=$(now)
+	"$RSYNC" "${PORTAGE_OPTS[@]}" "$(url "$name")" "$work/dst-$name/" >"$work/$name-noop.out"
+	t1=$(now)
+	wait_children "${pid[$name]}"
+	c1=$(cpu_ticks "${pid[$name]}")
+	if ! grep -q "Number of regular files transferred: 0" "$work/$name-noop.out"; then
+		echo "bench/rsync.sh: $name no-op sync transferred files:" >&2
+		cat "$work/$name-noop.out" >&2
+		exit 1
+	fi
+	noop_runs[$name]+="$(elapsed "$t0" "$t1")"$'\n'
+	noop_cpus[$name]+="$(ticks_to_s $((c1 - c0)))"$'\n'
+}
+
+# concurrent NAME: CLIENTS no-op syncs at once.
+concurrent() {
+	local name=$1 t0 t1 c0 c1 i p failed=0 cpids=()
 	echo "$name: $CLIENTS concurrent no-op clients..." >&2
-	wait_children "$pid"
-	c0=$(cpu_ticks "$pid")
-	local cpids=()
+	wait_children "${pid[$name]}"
+	c0=$(cpu_ticks "${pid[$name]}")
 	t0=$(now)
 	for i in $(seq 1 "$CLIENTS"); do
-		"$RSYNC" "${PORTAGE_OPTS[@]}" "$url" "$dst/" >"$work/$name-conc-$i.out" 2>&1 &
+		"$RSYNC" "${PORTAGE_OPTS[@]}" "$(url "$name")" "$work/dst-$name/" >"$work/$name-conc-$i.out" 2>&1 &
 		cpids+=($!)
 	done
-	local failed=0
 	for p in "${cpids[@]}"; do wait "$p" || failed=1; done
 	t1=$(now)
 	[ "$failed" = 0 ] || { echo "bench/rsync.sh: a concurrent $name client failed" >&2; exit 1; }
-	wait_children "$pid"
-	c1=$(cpu_ticks "$pid")
+	wait_children "${pid[$name]}"
+	c1=$(cpu_ticks "${pid[$name]}")
 	conc[$name]=$(elapsed "$t0" "$t1")
-	conc_cpu[$name]=$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.3f", d / t }')
+	conc_cpu[$name]=$(ticks_to_s $((c1 - c0)))
 }
 
-measure rsyncd "$port_stock" "$pid_stock"
-measure lanmirror "$port_lm" "$pid_lm"
+# The two servers take turns at each step, so that a change in the
+# machine's load during the run affects both alike.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+initial_sync rsyncd
+initial_sync lanmirror
+echo "$NOOP_RUNS no-op syncs each, alternating..." >&2
+for _ in $(seq 1 "$NOOP_RUNS"); do
+	noop_sync rsyncd
+	noop_sync lanmirror
+done
+for name in rsyncd lanmirror; do
+	noop[$name]=$(printf '%s' "${noop_runs[$name]}" | median)
+	cpu[$name]=$(printf '%s' "${noop_cpus[$name]}" | median)
+done
+concurrent rsyncd
+concurrent lanmirror
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The two destinations must be the same tree.
 if ! diff -r --no-dereference "$work/dst-rsyncd" "$work/dst-lanmirror" >"$work/diff.out" 2>&1; then
@@ -206,7 +234,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else
 files=$(grep -m1 '^Number of files:' "$work/rsyncd-initial.out" | sed 's/^Number of files: //')
 size=$(grep -m1 '^Total file size:' "$work/rsyncd-initial.out" | sed 's/^Total file size: //')
 echo
-echo "rsync benchmark: $files, $size; $(nproc) cores; rsync $("$RSYNC" --version | head -1 | awk '{print $3}'); Portage's options (with --compress); trees in $base"
+echo "rsync benchmark: $files, $size; $(nproc) cores; rsync $("$RSYNC" --version | head -1 | awk '{print $3}'); Portage's options (with --compress); trees in $base; load average $load_before before, $load_after after"
 echo
 echo "| measure | stock rsyncd | lanmirror | lanmirror / rsyncd |"
 echo "|---|---:|---:|---:|"
