@@ -65,6 +65,9 @@ type Config struct {
 	MaxClients int
 	// Session runs a session; nil: sender.Run.
 	Session SessionFunc
+	// NoWarmup turns off the scan of every module's tree when Serve
+	// starts (by default the first client finds the file list ready).
+	NoWarmup bool
 }
 
 // Server is an rsync daemon serving a fixed set of modules.
@@ -135,6 +138,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	s.log.Info("rsync daemon listening", "addr", ln.Addr().String(), "modules", len(s.order))
+	warmCtx, stopWarm := context.WithCancel(ctx)
+	defer stopWarm()
+	if !s.cfg.NoWarmup {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.warm(warmCtx)
+		}()
+	}
 	var err error
 	delay := 5 * time.Millisecond
 	for {
@@ -171,6 +183,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	ln.Close()
+	stopWarm()
 	s.wg.Wait()
 	for _, m := range s.order {
 		m.close()
@@ -179,6 +192,38 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.New("rsync daemon: listener closed")
 	}
 	return err
+}
+
+// warm scans each module's tree in the background when the server
+// starts, so that the first client's sync does not wait for the whole
+// scan (later changes are picked up by the cache's freshness check as
+// usual). Modules whose path does not exist yet, or that are disabled,
+// are left for the first client.
+func (s *Server) warm(ctx context.Context) {
+	for _, m := range s.order {
+		if ctx.Err() != nil {
+			return
+		}
+		if m.cfg.MaxConnections < 0 {
+			continue
+		}
+		t, err := m.acquire()
+		if err != nil {
+			m.log.Debug("rsync module not scanned at start", "err", err)
+			continue
+		}
+		start := time.Now()
+		err = t.lists.Warm(ctx)
+		m.release(t)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			m.log.Warn("rsync module scan at start failed", "err", err)
+		default:
+			m.log.Info("rsync module file list ready", "duration", time.Since(start).Round(time.Millisecond))
+		}
+	}
 }
 
 // refuseBusy answers a connection beyond MaxClients and closes it.

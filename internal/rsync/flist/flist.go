@@ -200,6 +200,21 @@ func (c *Cache) watchDir(rel string) {
 	}
 }
 
+// Warm makes sure the shared scan of the whole module is ready (scanning
+// it if needed), so that the next client does not wait for it.
+func (c *Cache) Warm(ctx context.Context) error {
+	_, err := c.full(ctx)
+	return err
+}
+
+// Scanned reports whether the cache holds a scan of the whole module
+// (possibly stale: the next request checks its freshness).
+func (c *Cache) Scanned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap != nil
+}
+
 // Invalidate forces a rescan on the next request.
 func (c *Cache) Invalidate() {
 	c.mu.Lock()
