@@ -145,6 +145,13 @@ port_lm=$(free_port)
 pid_lm=$!
 pids+=("$pid_lm")
 wait_greeting "$port_lm"
+# lanmirror scans its modules in the background when it starts: let that
+# finish before timing anything, so that it does not slow stock rsyncd's
+# runs (lanmirror's initial sync then finds its file list ready).
+for _ in $(seq 1 1200); do
+	grep -q "rsync module file list ready" "$work/lanmirror.log" && break
+	sleep 0.1
+done
 
 declare -A initial noop cpu conc conc_cpu noop_runs noop_cpus port pid
 port[rsyncd]=$port_stock pid[rsyncd]=$pid_stock
