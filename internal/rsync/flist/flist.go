@@ -238,7 +238,9 @@ func (c *Cache) Excluded(rel string, isDir bool) bool {
 	return c.excludes.Excluded(rel, isDir)
 }
 
-// fileOf builds an entry from Lstat information.
+// fileOf builds an entry from Lstat information. On Linux the scan
+// builds entries with fileOfStat (readdir_linux.go) from raw stat data
+// instead: change both together (TestReadDirSameAsRoot compares them).
 func (c *Cache) fileOf(rel string, fi fs.FileInfo) (*File, error) {
 	f := &File{Path: rel, Name: rel}
 	m := fi.Mode()
