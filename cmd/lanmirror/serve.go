@@ -171,5 +171,6 @@ func serve(ctx context.Context, cfg *config.Serve) error {
 			cancel()
 		}
 	}
+	env.closeDistStore()
 	return first
 }

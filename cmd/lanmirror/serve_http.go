@@ -32,8 +32,8 @@ type distStoreState struct {
 }
 
 // distStore opens the distfiles Store below --data once and shares it
-// between the components (the HTTP side, the cleaner). The HTTP component
-// closes it when it stops.
+// between the components (the HTTP side, the cleaner); serve closes it
+// once every component has stopped (closeDistStore).
 func (e *serveEnv) distStore() (*distcache.Store, error) {
 	e.dist.once.Do(func() {
 		e.dist.store, e.dist.err = distcache.OpenStore(e.cfg.DataDir, e.log)
@@ -42,6 +42,17 @@ func (e *serveEnv) distStore() (*distcache.Store, error) {
 		}
 	})
 	return e.dist.store, e.dist.err
+}
+
+// closeDistStore closes the shared Store if a component opened it: the
+// served-time index is written out.
+func (e *serveEnv) closeDistStore() {
+	if e.dist.store == nil {
+		return
+	}
+	if err := e.dist.store.Close(); err != nil {
+		e.log.Warn("closing the distfiles store", "err", err)
+	}
 }
 
 func init() {
@@ -137,9 +148,6 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 		srv.Close()
 		if c, ok := binpkgs.(io.Closer); ok {
 			c.Close()
-		}
-		if err := store.Close(); err != nil {
-			env.log.Warn("closing the distfiles store", "err", err)
 		}
 		if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 			return serveErr

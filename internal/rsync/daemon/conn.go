@@ -212,10 +212,12 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		Lists:      tr.lists,
 	})
 	metrics.RsyncBytes.Add(float64(st.TotalWritten))
+	// sender.Run logs the one Info (or Warn) line that sums up the
+	// session; this one only adds the daemon's view at Debug level.
 	result := "ok"
-	level := slog.LevelInfo
+	level := slog.LevelDebug
 	if err != nil {
-		result, level = "error", slog.LevelWarn
+		result = "error"
 	}
 	metrics.RsyncSessions.WithLabelValues(name, result).Inc()
 	log.Log(context.Background(), level, "rsync session end", "result", result, "err", err,

@@ -266,11 +266,15 @@ func (o *Options) shortGroup(g string) error {
 			o.CopyLinks = true
 		case 'k':
 			o.CopyDirLinks = true
-		case 'I', 'u', 'b', 'K', 'm', 'y', 'J', 'U', 'N', 'i', 'C', 'S':
+		case 'I', 'u', 'b', 'K', 'm', 'y', 'J', 'i', 'C', 'S':
 			// Options that only affect the receiver/generator, or that a
 			// sender of a plain tree can ignore.
 		case 'H', 'A', 'X', 'E':
 			return fmt.Errorf("option -%c is not supported by this server", c)
+		case 'U', 'N':
+			// --atimes and --crtimes add fields to every file-list entry;
+			// this server does not send them.
+			return fmt.Errorf("option -%c (--%s) is not supported by this server", c, map[byte]string{'U': "atimes", 'N': "crtimes"}[c])
 		case 'e':
 			// "-e.xxx": the rest of the group is the capability string.
 			rest := g[j+1:]

@@ -54,14 +54,16 @@ func TestParseMisc(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	cases := map[string]string{
-		"--server -vlr . m/":                   "read only",
-		"--sender -r . m/":                     "--server",
-		"--server --sender -vQ . m/":           "unknown option -Q",
-		"--server --sender --frobnicate . m/":  "unknown option",
-		"--server --sender --timeout=x . m/":   "--timeout",
-		"--server --sender -r .":               "no source path",
-		"--server --sender -H . m/":            "not supported",
-		"--server --sender --files-from=x . m": "not supported",
+		"--server -vlr . m/":                          "read only",
+		"--sender -r . m/":                            "--server",
+		"--server --sender -vQ . m/":                  "unknown option -Q",
+		"--server --sender --frobnicate . m/":         "unknown option",
+		"--server --sender --timeout=x . m/":          "--timeout",
+		"--server --sender -r .":                      "no source path",
+		"--server --sender -H . m/":                   "not supported",
+		"--server --sender -logDtpUre.iLsfxCIvu . m/": "-U (--atimes) is not supported",
+		"--server --sender -logDtpNre.iLsfxCIvu . m/": "-N (--crtimes) is not supported",
+		"--server --sender --files-from=x . m":        "not supported",
 	}
 	for in, want := range cases {
 		_, err := Parse(strings.Fields(in))
