@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/acl"
@@ -152,7 +153,10 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		fail(fmt.Sprintf("max connections (%d) reached -- try again later", m.cfg.MaxConnections), nil, "busy", name)
 		return
 	}
-	defer m.unclaim()
+	// The slot is given back before a closing linger, so that a client
+	// that keeps its end open does not hold it (unclaim runs once).
+	unclaim := sync.OnceFunc(m.unclaim)
+	defer unclaim()
 	active := metrics.RsyncActive.WithLabelValues(name)
 	active.Inc()
 	defer active.Dec()
@@ -178,6 +182,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		log.Warn("rsync bad argument list", "err", err)
 		metrics.RsyncSessions.WithLabelValues(name, "error").Inc()
 		sessionError(conn, w, proto, fmt.Sprintf("rsync: %v", err))
+		unclaim()
 		lingerClose(conn)
 		return
 	}
@@ -190,6 +195,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		log.Warn("rsync request refused", "err", err, "args", strings.Join(args, " "))
 		metrics.RsyncSessions.WithLabelValues(name, "error").Inc()
 		sessionError(conn, w, proto, msg)
+		unclaim()
 		lingerClose(conn)
 		return
 	}
@@ -225,6 +231,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		"files", st.Files, "literal", st.Literal, "matched", st.Matched,
 		"duration", time.Since(start).Round(time.Millisecond))
 	if err != nil {
+		unclaim()
 		lingerClose(conn)
 	}
 }
