@@ -28,27 +28,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 work=$(mktemp -d /tmp/lanmirror-bench-http.XXXXXX)
 chmod 755 "$work"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "bench/http.sh: no free port" >&2
-	exit 1
-}
+. bench/lib.sh # (the script runs from the repository root)
 
 wait_port() {
 	for _ in $(seq 1 100); do
