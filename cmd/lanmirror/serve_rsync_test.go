@@ -12,12 +12,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // buildRsyncTestBinary builds lanmirror into dir.
@@ -49,23 +49,8 @@ func freeLoopbackPort(t *testing.T) string {
 	return port
 }
 
-// syncBuffer is a concurrency-safe output sink for a child process.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output that goroutines write while the test reads it.
+type syncBuffer = testutil.Buffer
 
 // lanmirrorProc is a `lanmirror serve` child started by a test.
 type lanmirrorProc struct {

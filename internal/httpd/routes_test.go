@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,25 +18,11 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // lockedBuffer is a goroutine-safe access-log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testutil.Buffer
 
 type testEnv struct {
 	t      *testing.T

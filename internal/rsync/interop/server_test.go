@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // serverKind names an rsync daemon implementation.
@@ -89,23 +90,8 @@ type server struct {
 // url returns rsync://ADDR/ followed by p.
 func (s *server) url(p string) string { return "rsync://" + s.addr + "/" + p }
 
-// lockedBuffer collects a process's output safely.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects output that goroutines write while the test reads it.
+type lockedBuffer = testutil.Buffer
 
 // rsyncdConf renders conf as an rsyncd.conf for kind.
 func rsyncdConf(kind serverKind, dir string, conf serverConf) string {
