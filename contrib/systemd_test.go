@@ -1,0 +1,148 @@
+package contrib
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
+)
+
+// systemd-analyze verify accepts the unit without a single warning, and
+// the hardening the README promises is in it.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze := testutil.RequireTool(t, "systemd-analyze")
+	bin := lanmirrorBinary(t)
+	unit, err := os.ReadFile("systemd/lanmirror.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify checks that ExecStart's program exists: point it at the
+	// test binary.
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/lanmirror ") {
+		t.Fatal("systemd/lanmirror.service: ExecStart does not run /usr/bin/lanmirror")
+	}
+	copyPath := filepath.Join(t.TempDir(), "lanmirror.service")
+	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(string(unit), "/usr/bin/lanmirror", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", copyPath).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	v := unitValues(t, "systemd/lanmirror.service")
+	for key, want := range map[string]string{
+		"Service.ProtectSystem":       "strict",
+		"Service.ProtectHome":         "yes",
+		"Service.PrivateTmp":          "yes",
+		"Service.NoNewPrivileges":     "yes",
+		"Service.AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+		"Service.User":                "lanmirror",
+		"Service.ReadWritePaths":      "/var/cache/lanmirror /var/log/lanmirror",
+		"Install.WantedBy":            "multi-user.target",
+	} {
+		if got := v[key]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	// The sysusers snippet creates the User= of the unit.
+	sysusers, err := os.ReadFile("systemd/lanmirror.sysusers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(sysusers), "\nu lanmirror ") {
+		t.Errorf("systemd/lanmirror.sysusers does not create user lanmirror:\n%s", sysusers)
+	}
+}
+
+// The unit's ExecStart, with its default LANMIRROR_OPTS replaced by
+// loopback test settings and its paths moved to a temporary directory,
+// starts a lanmirror that serves HTTP and rsync and ends on the unit's
+// KillSignal within TimeoutStopSec.
+func TestSystemdExecStartServes(t *testing.T) {
+	rsync := testutil.RequireTool(t, "rsync")
+	bin := lanmirrorBinary(t)
+	v := unitValues(t, "systemd/lanmirror.service")
+	execStart := v["Service.ExecStart"]
+	if len(execStart) != 1 {
+		t.Fatalf("ExecStart = %q, want one line", execStart)
+	}
+	if ks := v["Service.KillSignal"]; len(ks) != 1 || ks[0] != "SIGTERM" {
+		t.Fatalf("KillSignal = %q: the test sends SIGTERM", ks)
+	}
+	timeout, err := time.ParseDuration(v["Service.TimeoutStopSec"][0] + "s")
+	if err != nil {
+		t.Fatalf("TimeoutStopSec: %v", err)
+	}
+	root := t.TempDir()
+	tree := filepath.Join(root, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// What CacheDirectory= and LogsDirectory= create.
+	for _, d := range []string{"cache", "log"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	httpAddr, rsyncAddr := freeAddr(t), freeAddr(t)
+	opts := "--http " + httpAddr + " --rsync " + rsyncAddr + " --rsync-module test=" + tree
+	line := strings.NewReplacer(
+		"/usr/bin/lanmirror", bin,
+		"/var/cache/lanmirror", filepath.Join(root, "cache"),
+		"/var/log/lanmirror", filepath.Join(root, "log"),
+		"$LANMIRROR_OPTS", opts,
+	).Replace(execStart[0])
+	args := strings.Fields(line)
+	cmd := exec.Command(args[0], args[1:]...)
+	var out testutil.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	alive := func() bool {
+		select {
+		case <-done:
+			t.Logf("lanmirror exited:\n%s", out.String())
+			return false
+		default:
+			return true
+		}
+	}
+	waitListening(t, httpAddr, alive)
+	waitListening(t, rsyncAddr, alive)
+	if code, body := get(t, "http://"+httpAddr+"/"); code != 200 || !strings.Contains(body, "lanmirror") {
+		t.Errorf("status page: %d %q", code, body)
+	}
+	if list := rsyncList(t, rsync, rsyncAddr); !strings.Contains(list, "test") {
+		t.Errorf("rsync module list lacks module test:\n%s", list)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "log", "access.log")); err != nil || !strings.Contains(string(b), `GET "/"`) {
+		t.Errorf("access log in LogsDirectory (%v) lacks the request:\n%s", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cache", "distfiles")); err != nil {
+		t.Errorf("the cache is not in CacheDirectory: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if !cmd.ProcessState.Success() {
+			t.Errorf("lanmirror ended with %v on SIGTERM:\n%s", cmd.ProcessState, out.String())
+		}
+	case <-time.After(timeout):
+		t.Fatalf("lanmirror still runs %v (TimeoutStopSec) after SIGTERM", timeout)
+	}
+}
