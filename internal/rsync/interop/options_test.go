@@ -198,7 +198,7 @@ func testDelta(t *testing.T, kind serverKind, proto int, z bool, extra []string)
 // what it used.
 func TestCompressChoice(t *testing.T) {
 	forEachServer(t, func(t *testing.T, kind serverKind) {
-		for _, choice := range []string{"zlib", "zlibx", "zstd", "zlib/level=1", "zstd/level=19"} {
+		for _, choice := range []string{"zlib", "zlibx", "zstd", "lz4", "zlib/level=1", "zstd/level=19"} {
 			t.Run(choice, func(t *testing.T) {
 				t.Parallel()
 				extra := []string{"--debug=nstr"}
@@ -213,6 +213,20 @@ func TestCompressChoice(t *testing.T) {
 				}
 			})
 		}
+		// Negotiated (plain -z, as Portage asks): stock rsyncd ends up at
+		// the client's favourite, zstd; lanmirror offers lz4, which costs
+		// it the least CPU, and the stock client takes it.
+		t.Run("negotiated", func(t *testing.T) {
+			t.Parallel()
+			r := testDelta(t, kind, 0, true, []string{"--debug=nstr"})
+			want := "lz4"
+			if kind == kindStock {
+				want = "zstd"
+			}
+			if !strings.Contains(r.stdout+r.stderr, "compress: "+want+" ") {
+				t.Errorf("client did not negotiate %s:\n%s", want, r)
+			}
+		})
 	})
 }
 

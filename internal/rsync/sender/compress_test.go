@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,7 +131,7 @@ func TestCompressedTransfers(t *testing.T) {
 		cases = append(cases, tc{p, ""})
 	}
 	for _, p := range []int{30, 31} {
-		for _, c := range []string{"zlib", "zlibx", "zstd"} {
+		for _, c := range []string{"zlib", "zlibx", "zstd", "lz4"} {
 			cases = append(cases, tc{p, c})
 		}
 	}
@@ -185,9 +186,12 @@ func TestCompressedTransfers(t *testing.T) {
 			}
 			want := c.choice
 			if want == "" {
+				// Negotiated: our favourite among the client's (the stock
+				// client here lists lz4, as Debian's and Gentoo's
+				// default builds do).
 				want = "zlib"
 				if c.proto >= 30 {
-					want = "zstd"
+					want = "lz4"
 				}
 			}
 			if !strings.Contains(srv.logs.String(), "compress="+want) {
@@ -257,6 +261,49 @@ func TestMatchAcrossBufferEnd(t *testing.T) {
 		}
 		if got := applyTokens(t, old, stream.Bytes(), blen); !bytes.Equal(got, nw) {
 			t.Errorf("block length %d: rebuilt file differs", blen)
+		}
+	}
+}
+
+// TestPreferred: the server's favourite among the client's names, and an
+// advertised list from which the client's rule (its first name that the
+// server lists) arrives at the same name.
+func TestPreferred(t *testing.T) {
+	ours := []string{"lz4", "zstd", "zlibx", "zlib"}
+	for _, c := range []struct {
+		theirs string
+		want   string
+	}{
+		{"zstd lz4 zlibx zlib", "lz4"},
+		{"zstd zlibx zlib", "zstd"},
+		{"zlib zlibx", "zlibx"},
+		{"zlib", "zlib"},
+		{"lz4", "lz4"},
+		{"none", ""},
+		{"", ""},
+	} {
+		theirs := strings.Fields(c.theirs)
+		pick, adv := preferred(theirs, ours)
+		if pick != c.want {
+			t.Errorf("%q: picked %q, want %q", c.theirs, pick, c.want)
+			continue
+		}
+		if pick == "" {
+			if !slices.Equal(adv, ours) {
+				t.Errorf("%q: advertised %q, want our whole list", c.theirs, adv)
+			}
+			continue
+		}
+		// The client's rule on what we advertise.
+		client := ""
+		for _, n := range theirs {
+			if slices.Contains(adv, n) {
+				client = n
+				break
+			}
+		}
+		if client != pick {
+			t.Errorf("%q: we advertise %q, the client would pick %q, we %q", c.theirs, adv, client, pick)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -372,8 +373,15 @@ func (s *session) setup() error {
 }
 
 // negotiate exchanges the checksum (and with -z the compression) name
-// lists: both sides send first, then read the other's list. Each side
-// takes the client's favourite among the server's names.
+// lists (compat.c negotiate_the_strings): each side sends its lists and
+// reads the other's, and both take the first name of the client's list
+// that the server's list holds. Stock clients send both lists before
+// reading anything, so the server reads the client's compression list
+// before it sends its own: it picks by its own preference (lz4, the
+// cheapest to compress, first; see token.Supported) among the names the
+// client lists, and advertises that name followed only by names the
+// client lists after it (or none of its list), so that the client's
+// rule arrives at the same choice.
 func (s *session) negotiate(w *bufio.Writer) error {
 	sendCsum := s.o.ChecksumChoice == ""
 	sendComp := s.o.Compress && s.o.CompressChoice == ""
@@ -383,16 +391,9 @@ func (s *session) negotiate(w *bufio.Writer) error {
 		if err := wire.WriteVstring(w, strings.Join(ourSums, " ")); err != nil {
 			return fmt.Errorf("send checksum list: %w", err)
 		}
-	}
-	if sendComp {
-		if err := wire.WriteVstring(w, strings.Join(ourComps, " ")); err != nil {
-			return fmt.Errorf("send compression list: %w", err)
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("negotiate: %w", err)
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("negotiate: %w", err)
-	}
-	if sendCsum {
 		list, err := wire.ReadVstring(s.in, 1024)
 		if err != nil {
 			return fmt.Errorf("read checksum list: %w", err)
@@ -406,11 +407,43 @@ func (s *session) negotiate(w *bufio.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read compression list: %w", err)
 		}
-		if s.compress, err = choose(list, ourComps); err != nil {
-			return fmt.Errorf("compression negotiation: %w", err)
+		theirs := strings.Fields(list)
+		pick, advertise := preferred(theirs, ourComps)
+		if err := wire.WriteVstring(w, strings.Join(advertise, " ")); err != nil {
+			return fmt.Errorf("send compression list: %w", err)
 		}
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("negotiate: %w", err)
+		}
+		if pick == "" {
+			return fmt.Errorf("compression negotiation: no common choice in %q", list)
+		}
+		s.compress = pick
 	}
 	return nil
+}
+
+// preferred picks our favourite (the first of ours) among the client's
+// names theirs, and the list to advertise: ours without the names the
+// client lists before the pick. With nothing in common it returns "" and
+// our whole list.
+func preferred(theirs, ours []string) (pick string, advertise []string) {
+	for _, n := range ours {
+		if slices.Contains(theirs, n) {
+			pick = n
+			break
+		}
+	}
+	if pick == "" {
+		return "", ours
+	}
+	before := theirs[:slices.Index(theirs, pick)]
+	for _, n := range ours {
+		if !slices.Contains(before, n) {
+			advertise = append(advertise, n)
+		}
+	}
+	return pick, advertise
 }
 
 // choose picks the first name of the client's list that we implement.

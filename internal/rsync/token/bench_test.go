@@ -1,8 +1,11 @@
 package token
 
 import (
+	"cmp"
 	"io"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -14,9 +17,11 @@ func BenchmarkSmallFiles(b *testing.B) {
 	for i := range files {
 		files[i] = textData(r, 500+r.IntN(4000))
 	}
-	for _, c := range []string{"none", "zlib", "zlibx", "zstd"} {
+	for _, c := range []string{"none", "zlib", "zlibx", "zstd", "zstd/1", "lz4"} {
 		b.Run(c, func(b *testing.B) {
-			w, err := NewWriter(io.Discard, c, -1)
+			name, lvl, _ := strings.Cut(c, "/")
+			level, _ := strconv.Atoi(lvl)
+			w, err := NewWriter(io.Discard, name, cmp.Or(level, -1))
 			if err != nil {
 				b.Fatal(err)
 			}

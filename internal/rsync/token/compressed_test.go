@@ -91,6 +91,8 @@ func checkSession(t *testing.T, compress string, level, protocol int, files []se
 	case "zlib", "zlibx":
 		got, err = decodeDeflate(buf.Bytes(), compress == "zlib", protocol, len(files),
 			func(f int, i int32) []byte { return files[f].blocks[i] })
+	case "lz4":
+		got, err = decodeLZ4(buf.Bytes(), len(files))
 	case "zstd":
 		_, lookErr := exec.LookPath("zstd")
 		got, err = decodeZstd(buf.Bytes(), len(files), lookErr == nil && os.Getenv("ZCLI") != "0")
@@ -204,7 +206,7 @@ func TestCompressedSessions(t *testing.T) {
 	for _, c := range []struct {
 		compress string
 		level    int
-	}{{"zlib", -1}, {"zlib", 1}, {"zlib", 9}, {"zlibx", -1}, {"zstd", -1}, {"zstd", 7}} {
+	}{{"zlib", -1}, {"zlib", 1}, {"zlib", 9}, {"zlibx", -1}, {"zstd", -1}, {"zstd", 7}, {"lz4", -1}} {
 		for seed := uint64(1); seed <= 2; seed++ {
 			t.Run(fmt.Sprintf("%s-%d-%d", c.compress, c.level, seed), func(t *testing.T) {
 				checkSession(t, c.compress, c.level, 31, randomSession(seed, 4, 700+int(seed)*500))
@@ -260,7 +262,7 @@ func TestLongBlocks(t *testing.T) {
 // and absolute numbers, the 64 Ki-block run limit, and the per-file
 // restart of relative numbering.
 func TestRunRecords(t *testing.T) {
-	for _, compress := range []string{"zlib", "zlibx", "zstd"} {
+	for _, compress := range []string{"zlib", "zlibx", "zstd", "lz4"} {
 		var buf bytes.Buffer
 		w, err := NewWriter(&buf, compress, -1)
 		if err != nil {
@@ -313,7 +315,7 @@ func TestRunRecords(t *testing.T) {
 func TestChunkLimit(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	files := []sessionFile{{ops: []op{{lit: randData(r, 300000)}}}}
-	for _, c := range []string{"zlib", "zstd"} {
+	for _, c := range []string{"zlib", "zstd", "lz4"} {
 		b := checkSession(t, c, -1, 31, files)
 		s := &stream{r: bytes.NewReader(b)}
 		records := 0
@@ -355,8 +357,8 @@ func TestLevels(t *testing.T) {
 			t.Errorf("%s level 0: %T, want Plain", c, w)
 		}
 	}
-	if _, err := NewWriter(&bytes.Buffer{}, "lz4", -1); err == nil {
-		t.Error("lz4 accepted")
+	if _, err := NewWriter(&bytes.Buffer{}, "lz5", -1); err == nil {
+		t.Error("lz5 accepted")
 	}
 }
 
@@ -377,7 +379,7 @@ func (f *failWriter) Write(p []byte) (int, error) {
 func TestWriteErrors(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
 	data := randData(r, 100000)
-	for _, c := range []string{"zlib", "zlibx", "zstd"} {
+	for _, c := range []string{"zlib", "zlibx", "zstd", "lz4"} {
 		for _, limit := range []int{0, 1, 100, 20000} {
 			w, err := NewWriter(&failWriter{left: limit}, c, -1)
 			if err != nil {
@@ -405,7 +407,7 @@ func TestAllocs(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 2))
 	blk := textData(r, 2048)
 	lit := textData(r, 3000)
-	for _, c := range []string{"zlib", "zlibx", "zstd"} {
+	for _, c := range []string{"zlib", "zlibx", "zstd", "lz4"} {
 		w, err := NewWriter(&bytes.Buffer{}, c, -1)
 		if err != nil {
 			t.Fatal(err)
@@ -438,6 +440,7 @@ func FuzzSessions(f *testing.F) {
 			checkSession(t, c, []int{-1, 1, 2, 3, 4, 5, 6, 7, 8, 9}[seed%10], p, files)
 		}
 		checkSession(t, "zstd", -1, 31, files)
+		checkSession(t, "lz4", -1, 31, files)
 	})
 }
 
@@ -450,7 +453,7 @@ func TestNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	r := rand.New(rand.NewPCG(4, 4))
 	data := textData(r, 300000)
-	for _, c := range []string{"zlib", "zlibx", "zstd"} {
+	for _, c := range []string{"zlib", "zlibx", "zstd", "lz4"} {
 		for i := 0; i < 5; i++ {
 			w, err := NewWriter(io.Discard, c, -1)
 			if err != nil {

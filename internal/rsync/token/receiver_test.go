@@ -286,3 +286,119 @@ func unzstd(b []byte, useCLI bool) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// decodeLZ4 decodes a session's lz4 token stream as rsync's
+// recv_compressed_token does: every data record is one LZ4 block on its
+// own, decoded into a buffer of lz4RecvBuf bytes; a record that decodes
+// to nothing would end the file on the receiver, so it is an error here.
+func decodeLZ4(b []byte, files int) ([][]op, error) {
+	s := &stream{r: bytes.NewReader(b)}
+	var out [][]op
+	for f := 0; f < files; f++ {
+		var ops []op
+		rx := int32(0)
+		for {
+			rec, err := s.next(&rx)
+			if err != nil {
+				return nil, fmt.Errorf("file %d: %w", f, err)
+			}
+			if rec.data != nil {
+				lit, err := unlz4Block(rec.data, lz4RecvBuf)
+				if err != nil {
+					return nil, fmt.Errorf("file %d: %w", f, err)
+				}
+				if len(lit) == 0 {
+					return nil, fmt.Errorf("file %d: a data record decodes to nothing", f)
+				}
+				if n := len(ops); n > 0 && ops[n-1].lit != nil {
+					ops[n-1].lit = append(ops[n-1].lit, lit...)
+				} else {
+					ops = append(ops, op{lit: lit})
+				}
+				continue
+			}
+			if rec.end {
+				break
+			}
+			for i := rec.first; i <= rec.first+rec.count; i++ {
+				ops = append(ops, op{block: i})
+			}
+		}
+		out = append(out, ops)
+	}
+	if s.r.Len() != 0 {
+		return nil, fmt.Errorf("%d bytes after the last file", s.r.Len())
+	}
+	return out, nil
+}
+
+// lz4RecvBuf is the receiver's output buffer for one record:
+// MAX(LZ4_compressBound(CHUNK_SIZE), MAX_DATA_COUNT+2).
+const lz4RecvBuf = ChunkSize + ChunkSize/255 + 16
+
+// unlz4Block is an independent decoder of one LZ4 block (the block
+// format: sequences of a token byte, literal length extension,
+// literals, 2-byte little-endian offset, match length extension; the
+// last sequence has literals only), with LZ4_decompress_safe's checks:
+// nothing outside the input, the output limit or the data decoded.
+func unlz4Block(in []byte, limit int) ([]byte, error) {
+	var out []byte
+	i := 0
+	length := func(n int) (int, error) {
+		if n != 15 {
+			return n, nil
+		}
+		for {
+			if i >= len(in) {
+				return 0, errors.New("lz4: length runs past the input")
+			}
+			b := in[i]
+			i++
+			n += int(b)
+			if b != 255 {
+				return n, nil
+			}
+		}
+	}
+	for {
+		if i >= len(in) {
+			return nil, errors.New("lz4: block ends without a last sequence")
+		}
+		tok := in[i]
+		i++
+		lit, err := length(int(tok >> 4))
+		if err != nil {
+			return nil, err
+		}
+		if i+lit > len(in) {
+			return nil, errors.New("lz4: literals run past the input")
+		}
+		out = append(out, in[i:i+lit]...)
+		i += lit
+		if len(out) > limit {
+			return nil, fmt.Errorf("lz4: more than %d bytes", limit)
+		}
+		if i == len(in) {
+			return out, nil // the last sequence
+		}
+		if i+2 > len(in) {
+			return nil, errors.New("lz4: offset runs past the input")
+		}
+		off := int(binary.LittleEndian.Uint16(in[i:]))
+		i += 2
+		if off == 0 || off > len(out) {
+			return nil, fmt.Errorf("lz4: offset %d with %d bytes decoded", off, len(out))
+		}
+		ml, err := length(int(tok & 15))
+		if err != nil {
+			return nil, err
+		}
+		ml += 4
+		if len(out)+ml > limit {
+			return nil, fmt.Errorf("lz4: more than %d bytes", limit)
+		}
+		for k := 0; k < ml; k++ { // byte by byte: the copy may overlap
+			out = append(out, out[len(out)-off])
+		}
+	}
+}

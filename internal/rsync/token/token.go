@@ -75,9 +75,11 @@ func (p Plain) Match(block int32, _ []byte) error {
 func (p Plain) End() error { return p.int32(0) }
 
 // Supported lists the compression names this package implements, in our
-// order of preference (stock rsync's order, without lz4), as advertised
-// during negotiation (protocol 30+).
-func Supported() []string { return []string{"zstd", "zlibx", "zlib"} }
+// order of preference, as advertised during negotiation (protocol 30+).
+// lz4 comes first: it costs the sender the least CPU per byte (about
+// half of zstd's for an ebuild tree), at about twice zstd's bytes on the
+// wire, which a LAN carries easily; then stock rsync's order.
+func Supported() []string { return []string{"lz4", "zstd", "zlibx", "zlib"} }
 
 // NewWriter returns the token writer for the negotiated compression name
 // ("" or "none": plain tokens) at the given level (-1: the default) for
@@ -95,7 +97,9 @@ func NewWriter(w io.Writer, compress string, level int) (Writer, error) {
 // at every file, zstd keeps one stream for the session. Levels follow
 // rsync: for zlib and zlibx -1 means 6, 0 turns compression off (plain
 // tokens, as both sides of stock rsync do), others are clamped to 1..9;
-// for zstd -1 and 0 mean the default level.
+// for zstd -1 and 0 mean our default, the fastest level (stock rsync's
+// is 3: the level is the sender's choice, the stream does not depend on
+// it); lz4 has no levels.
 func NewWriterProtocol(w io.Writer, compress string, level, protocol int) (Writer, error) {
 	switch compress {
 	case "", "none":
@@ -111,6 +115,8 @@ func NewWriterProtocol(w io.Writer, compress string, level, protocol int) (Write
 		return newDeflateWriter(w, level, compress == "zlib", protocol)
 	case "zstd":
 		return newZstdWriter(w, level)
+	case "lz4":
+		return newLZ4Writer(w), nil
 	}
 	return nil, fmt.Errorf("token: compression %q not implemented", compress)
 }

