@@ -52,4 +52,8 @@ var (
 	ErrUpstream = errors.New("upstream failed")
 	// ErrBadName: the key or name is not acceptable (traversal, empty).
 	ErrBadName = errors.New("bad name")
+	// ErrIndexNotReady: the tree's DIST index is still being built (or
+	// cannot be built), so a distfile cannot be verified yet (HTTP 503
+	// with Retry-After).
+	ErrIndexNotReady = errors.New("the DIST index of the tree is not ready")
 )

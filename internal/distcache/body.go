@@ -47,6 +47,9 @@ type Body struct {
 	d    *download // nil for a stored object
 	file *sharedFile
 
+	etag  string    // see etag.go
+	taint *taintSet // the cache's tainted keys; nil: none
+
 	// Stored objects.
 	size    int64
 	modTime time.Time
@@ -57,12 +60,25 @@ type Body struct {
 	offsetTaken atomic.Bool // a reader uses the stored file's offset
 }
 
-func storedBody(key string, f *os.File, fi fs.FileInfo, ctype string) *Body {
-	return &Body{key: key, file: newSharedFile(f), size: fi.Size(), modTime: fi.ModTime(), ctype: ctype}
+func storedBody(key string, f *os.File, fi fs.FileInfo, ctype, etag string) *Body {
+	return &Body{key: key, file: newSharedFile(f), size: fi.Size(), modTime: fi.ModTime(), ctype: ctype, etag: etag}
 }
 
 // Key returns the store key of the object.
 func (b *Body) Key() string { return b.key }
+
+// ETag returns the strong entity tag of the bytes this Body serves,
+// quoted (see etag.go): a Range continuation may be answered with 206
+// for an If-Range equal to it.
+func (b *Body) ETag() string { return b.etag }
+
+// Tainted reports whether a transfer of this object recently ended or
+// restarted after bytes that were never verified had been handed to
+// clients (a copy that failed its Manifest digest, an upstream that
+// changed the file): a client continuing with Range may hold such a head,
+// so it gets a 206 only when it proves what it holds (If-Range equal to
+// ETag). Names are remembered for Options.TaintTTL.
+func (b *Body) Tainted() bool { return b.taint != nil && b.taint.has(b.key) }
 
 // Size returns the total length, or -1 while it is unknown (an upstream
 // answer without Content-Length, until the download ends).

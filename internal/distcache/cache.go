@@ -47,8 +47,31 @@ type Options struct {
 	// MaxDuration bounds one download, all retries included
 	// (0: DefaultMaxDuration).
 	MaxDuration time.Duration
+	// IndexWait bounds how long Distfile waits for a Verifier that is
+	// still building its index (an IndexWaiter) before it fails with
+	// ErrIndexNotReady (0: DefaultIndexWait).
+	IndexWait time.Duration
+	// TaintTTL is how long a key stays tainted after a transfer of it was
+	// aborted with unverified bytes handed out (0: DefaultTaintTTL);
+	// TaintMax bounds how many keys are remembered (0: DefaultTaintMax).
+	TaintTTL time.Duration
+	TaintMax int
 	// Log receives the fetcher's messages; nil discards them.
 	Log *slog.Logger
+}
+
+// DefaultIndexWait is the default of Options.IndexWait.
+const DefaultIndexWait = 30 * time.Second
+
+// IndexWaiter is implemented by a Verifier whose index is built in the
+// background (gentoo.TreeIndex). Distfile waits, within
+// Options.IndexWait, until WaitIndexed returns nil before it looks a
+// name up, so that no distfile the tree names is fetched, kept or served
+// unverified while the index is being built. WaitIndexed returns an error
+// when the index cannot be built (at once, without waiting, when the
+// build failed) or ctx ends.
+type IndexWaiter interface {
+	WaitIndexed(ctx context.Context) error
 }
 
 // Cache is the coalescing fetcher on top of a Store: one upstream download
@@ -63,6 +86,8 @@ type Cache struct {
 	maxDur   time.Duration
 	log      *slog.Logger
 	mirrors  []*mirror
+	wait     time.Duration
+	taint    *taintSet
 
 	ctx    context.Context // downloads run under it; canceled by Close
 	cancel context.CancelFunc
@@ -88,6 +113,8 @@ func New(o Options) (*Cache, error) {
 		idle:     o.IdleTimeout,
 		maxDur:   o.MaxDuration,
 		log:      o.Log,
+		wait:     o.IndexWait,
+		taint:    newTaintSet(o.TaintTTL, o.TaintMax),
 		active:   map[string]*download{},
 		now:      time.Now,
 	}
@@ -105,6 +132,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.wait <= 0 {
+		c.wait = DefaultIndexWait
 	}
 	for _, m := range o.Mirrors {
 		u, err := url.Parse(m)
@@ -177,6 +207,9 @@ func (c *Cache) Distfile(ctx context.Context, name string, origins ...string) (*
 		return nil, "", err
 	}
 	obj := Object{Key: DistfilesPrefix + name}
+	if err := c.waitIndexed(ctx); err != nil {
+		return nil, "", err
+	}
 	if c.verifier != nil {
 		if d, ok := c.verifier.Lookup(name); ok {
 			obj.Expect = &d
@@ -191,6 +224,29 @@ func (c *Cache) Distfile(ctx context.Context, name string, origins ...string) (*
 		return append(out, origins...)
 	})
 }
+
+// waitIndexed waits for the Verifier's index when it is still being built.
+func (c *Cache) waitIndexed(ctx context.Context) error {
+	w, ok := c.verifier.(IndexWaiter)
+	if !ok {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.wait)
+	defer cancel()
+	err := w.WaitIndexed(wctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("distcache: waiting for the DIST index: %w", context.Cause(ctx))
+	case wctx.Err() != nil:
+		return fmt.Errorf("%w: not built after %v", ErrIndexNotReady, c.wait)
+	}
+	return fmt.Errorf("%w: %w", ErrIndexNotReady, err)
+}
+
+// TaintedKeys returns how many keys are tainted now (see Body.Tainted).
+func (c *Cache) TaintedKeys() int { return c.taint.len() }
 
 func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Context) []string) (*Body, Outcome, error) {
 	if err := CheckKey(obj.Key); err != nil {
@@ -278,7 +334,9 @@ func (c *Cache) lookup(obj Object) (lookupResult, error) {
 		f.Close()
 		return lookupResult{stale: &m}, nil
 	}
-	return lookupResult{hit: storedBody(obj.Key, f, fi, m.ContentType)}, nil
+	b := storedBody(obj.Key, f, fi, m.ContentType, storedETag(obj.Expect, fi))
+	b.taint = c.taint
+	return lookupResult{hit: b}, nil
 }
 
 // attach waits until d can serve (headers known, or resolved) and returns
@@ -297,7 +355,7 @@ func (c *Cache) attach(ctx context.Context, d *download, o Outcome) (*Body, Outc
 			o = d.storedOutcome
 		}
 		d.mu.Unlock()
-		return c.openStored(d.key, o)
+		return c.openStored(d.key, d.obj.Expect, o)
 	case d.done && !d.committed:
 		err := d.err
 		d.mu.Unlock()
@@ -305,15 +363,15 @@ func (c *Cache) attach(ctx context.Context, d *download, o Outcome) (*Body, Outc
 	case d.file == nil:
 		// Committed and released: the object is in the store.
 		d.mu.Unlock()
-		return c.openStored(d.key, o)
+		return c.openStored(d.key, d.obj.Expect, o)
 	}
-	b := &Body{key: d.key, d: d, file: d.file.acquire()}
+	b := &Body{key: d.key, d: d, file: d.file.acquire(), etag: d.etagLocked(), taint: c.taint}
 	d.mu.Unlock()
 	c.store.MarkServed(d.key)
 	return b, o, nil
 }
 
-func (c *Cache) openStored(key string, o Outcome) (*Body, Outcome, error) {
+func (c *Cache) openStored(key string, expect *gentoo.Dist, o Outcome) (*Body, Outcome, error) {
 	f, fi, err := c.store.Open(key)
 	if err != nil {
 		return nil, "", err
@@ -324,7 +382,9 @@ func (c *Cache) openStored(key string, o Outcome) (*Body, Outcome, error) {
 		ct = m.ContentType
 	}
 	c.store.MarkServed(key)
-	return storedBody(key, f, fi, ct), o, nil
+	b := storedBody(key, f, fi, ct, storedETag(expect, fi))
+	b.taint = c.taint
+	return b, o, nil
 }
 
 // Close stops every download in progress (their clients see the transfer

@@ -37,6 +37,7 @@ var errIdle = fmt.Errorf("upstream sent nothing for too long: %w", context.Deadl
 // and verified.
 type download struct {
 	c         *Cache
+	id        string // random, for the ETags of its data (etag.go)
 	key       string
 	obj       Object
 	sources   func(context.Context) []string
@@ -73,7 +74,7 @@ type download struct {
 
 func newDownload(c *Cache, obj Object, sources func(context.Context) []string, stale *meta, hasStored bool) *download {
 	return &download{
-		c: c, key: obj.Key, obj: obj, sources: sources, stale: stale, hasStored: hasStored,
+		c: c, id: newDownloadID(), key: obj.Key, obj: obj, sources: sources, stale: stale, hasStored: hasStored,
 		ready: make(chan struct{}), finished: make(chan struct{}), changed: make(chan struct{}),
 		size: -1,
 	}
@@ -114,6 +115,11 @@ func (d *download) run() {
 	d.leave()
 
 	d.mu.Lock()
+	if !d.committed && !d.useStored && d.written > 0 {
+		// Clients may hold unverified bytes of it: no continuing them
+		// from another download.
+		d.taintLocked("download failed")
+	}
 	d.done = true
 	if err != nil {
 		d.err = err
@@ -520,6 +526,9 @@ func (d *download) resetHashes() {
 func (d *download) reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.written > 0 {
+		d.taintLocked("data discarded")
+	}
 	d.epoch++
 	d.written = 0
 	d.size = -1
@@ -531,6 +540,14 @@ func (d *download) reset() {
 		}
 	}
 	d.broadcast()
+}
+
+// taintLocked records that bytes of this download that were never
+// verified may have reached clients; d.mu held.
+func (d *download) taintLocked(why string) {
+	d.c.taint.add(d.key)
+	d.c.log.Info("unverified bytes were handed out; Range continuations of this object need If-Range with its ETag",
+		"key", d.key, "why", why, "bytes", d.written)
 }
 
 // verify checks the complete data against the Manifest entry; it returns

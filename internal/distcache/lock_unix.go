@@ -17,3 +17,12 @@ func tryLock(f *os.File) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// fileID identifies the file behind fi on its file system (device and
+// inode), 0 when unknown.
+func fileID(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino) ^ uint64(st.Dev)<<48
+	}
+	return 0
+}

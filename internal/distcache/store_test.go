@@ -270,7 +270,7 @@ func TestStoredReaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := storedBody("distfiles/r", f, fi, "")
+	b := storedBody("distfiles/r", f, fi, "", "")
 	r1 := b.NewReader(100)
 	if _, ok := r1.(syscall.Conn); !ok {
 		t.Errorf("first reader is %T, not a syscall.Conn (no sendfile)", r1)
