@@ -184,3 +184,13 @@ func AddrOf(remote string) (netip.Addr, bool) {
 	}
 	return a.Unmap().WithZone(""), true
 }
+
+// Prefixes returns the address ranges of the list (wildcards and single
+// addresses as prefixes) and whether it matches every address ("*").
+// The firewall rules are built from them.
+func (l *List) Prefixes() (prefixes []netip.Prefix, any bool) {
+	if l == nil {
+		return nil, false
+	}
+	return append([]netip.Prefix(nil), l.prefixes...), l.any
+}
