@@ -14,28 +14,26 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	addCommand(func() *cobra.Command {
-		cfg := &config.Serve{}
-		cmd := &cobra.Command{
-			Use:   "check-config",
-			Short: "load the serve settings and rsyncd.conf, print the effective rsync modules and any warnings",
-			Long: `check-config takes the same flags as serve, loads everything serve would load
+func newCheckConfigCmd() *cobra.Command {
+	cfg := &config.Serve{}
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "load the serve settings and rsyncd.conf, print the effective rsync modules and any warnings",
+		Long: `check-config takes the same flags as serve, loads everything serve would load
 (--rsyncd-conf, --rsync-module, --tree, --allow, --alias...) without binding
 any port, prints the effective rsync daemon settings and modules and the
 warnings, and exits non-zero when serve would refuse to start.`,
-			Example: "  lanmirror check-config --rsyncd-conf /etc/rsyncd.conf",
-			Args:    cobra.NoArgs,
+		Example: "  lanmirror check-config --rsyncd-conf /etc/rsyncd.conf",
+		Args:    cobra.NoArgs,
+	}
+	finish := serveFlags(cmd.Flags(), cfg)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := finish(); err != nil {
+			return err
 		}
-		finish := serveFlags(cmd.Flags(), cfg)
-		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-			if err := finish(); err != nil {
-				return err
-			}
-			return checkConfig(cmd.OutOrStdout(), cfg)
-		}
-		return cmd
-	})
+		return checkConfig(cmd.OutOrStdout(), cfg)
+	}
+	return cmd
 }
 
 // checkConfig prints the effective configuration; it returns an error

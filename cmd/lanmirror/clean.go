@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/evict"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
@@ -21,13 +20,10 @@ import (
 // cache after its last use.
 const defaultGrace = 30 * 24 * time.Hour
 
-func init() {
-	addCommand(newCleanCmd)
-}
-
 func newCleanCmd() *cobra.Command {
-	var dataDir, tree, maxCache, grace string
+	var grace string
 	var dryRun bool
+	sf := newSettingsFlags()
 	cmd := &cobra.Command{
 		Use:   "clean",
 		Short: "remove distfiles the tree no longer references, and the least recently served ones above a size cap",
@@ -47,15 +43,13 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
   lanmirror clean --max-cache 200G --grace 60d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			pol := evict.Policy{}
-			if maxCache != "" {
-				n, err := config.ParseSize(maxCache)
-				if err != nil {
-					return fmt.Errorf("--max-cache: %w", err)
-				}
-				pol.MaxSize = n
+			cfg, err := sf.settings()
+			if err != nil {
+				return err
 			}
+			dataDir, tree := cfg.DataDir, cfg.Tree
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			pol := evict.Policy{MaxSize: cfg.MaxCache}
 			g, err := parseAge(grace)
 			if err != nil {
 				return fmt.Errorf("--grace: %w", err)
@@ -89,10 +83,11 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 			return err
 		},
 	}
+	sf.on(cmd.Flags())
+	sf.storeFlags()
+	sf.treeFlags()
+	sf.cacheLimitFlags()
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data", config.DefaultDataDir, "directory where all state lives (distfiles cache below it)")
-	f.StringVar(&tree, "tree", "", "ebuild repository whose DIST entries are kept (default DATA/tree/current)")
-	f.StringVar(&maxCache, "max-cache", "", "size cap of the distfiles cache (e.g. 200G); empty: no cap")
 	f.StringVar(&grace, "grace", "30d", "how long unreferenced files are kept after their last use (e.g. 30d, 12h)")
 	f.BoolVar(&dryRun, "dry-run", false, "list what would be removed, change nothing")
 	return cmd

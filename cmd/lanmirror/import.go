@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/schollz/progressbar/v3"
@@ -24,10 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 )
-
-func init() {
-	addCommand(newImportCmd)
-}
 
 // importOptions are the settings of lanmirror import.
 type importOptions struct {
@@ -41,6 +36,7 @@ type importOptions struct {
 
 func newImportCmd() *cobra.Command {
 	o := importOptions{}
+	sf := newSettingsFlags()
 	cmd := &cobra.Command{
 		Use:   "import DISTDIR",
 		Short: "bring the files of an existing DISTDIR into the distfiles cache, verified against the Manifests",
@@ -62,6 +58,11 @@ The tree is --tree, else DATA/tree/current when lanmirror mirrors one.`,
   lanmirror import /var/cache/distfiles --tree /var/db/repos/gentoo --move`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := sf.settings()
+			if err != nil {
+				return err
+			}
+			o.dataDir, o.tree = cfg.DataDir, cfg.Tree
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			sum, err := runImport(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
 			if err != nil {
@@ -73,9 +74,10 @@ The tree is --tree, else DATA/tree/current when lanmirror mirrors one.`,
 			return nil
 		},
 	}
+	sf.on(cmd.Flags())
+	sf.storeFlags()
+	sf.treeFlags()
 	f := cmd.Flags()
-	f.StringVar(&o.dataDir, "data", config.DefaultDataDir, "directory where all state lives (distfiles cache below it)")
-	f.StringVar(&o.tree, "tree", "", "ebuild repository whose Manifests verify the files (default DATA/tree/current)")
 	f.BoolVar(&o.move, "move", false, "remove each source file once it is in the cache")
 	f.BoolVar(&o.dryRun, "dry-run", false, "report what would be done, change nothing")
 	f.BoolVar(&o.unknown, "unknown", false, "also import files no DIST entry knows (unverified)")

@@ -1,8 +1,7 @@
 // Command lanmirror is a LAN mirror for Gentoo in one binary: an rsync daemon
 // for the ebuild tree and a caching HTTP proxy and mirror for distfiles.
 //
-// Each subcommand lives in its own file and registers itself with
-// addCommand from an init function.
+// Each subcommand lives in its own file (newXxxCmd); newRoot lists them.
 package main
 
 import (
@@ -15,11 +14,6 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-var commands []func() *cobra.Command
-
-// addCommand registers a subcommand constructor; call it from init.
-func addCommand(f func() *cobra.Command) { commands = append(commands, f) }
-
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "lanmirror",
@@ -28,9 +22,15 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	for _, f := range commands {
-		root.AddCommand(f())
-	}
+	root.AddCommand(
+		newServeCmd(),
+		newCheckConfigCmd(),
+		newClientConfigCmd(),
+		newSyncCmd(),
+		newImportCmd(),
+		newPrefetchCmd(),
+		newCleanCmd(),
+	)
 	return root
 }
 

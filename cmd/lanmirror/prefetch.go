@@ -12,16 +12,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 )
-
-func init() {
-	addCommand(newPrefetchCmd)
-}
 
 // prefetchOptions are the settings of lanmirror prefetch.
 type prefetchOptions struct {
@@ -34,6 +29,7 @@ type prefetchOptions struct {
 
 func newPrefetchCmd() *cobra.Command {
 	o := prefetchOptions{}
+	sf := newSettingsFlags()
 	cmd := &cobra.Command{
 		Use:   "prefetch [ATOM...]",
 		Short: "download the distfiles of packages (or a list of names) into the cache",
@@ -52,6 +48,11 @@ from --file without a tree are checked against the size upstream announces.`,
 		Example: `  lanmirror prefetch --tree /var/db/repos/gentoo sys-devel/gcc dev-lang/rust
   lanmirror prefetch --file names.txt -j 8 --mirror https://distfiles.gentoo.org`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := sf.settings()
+			if err != nil {
+				return err
+			}
+			o.dataDir, o.tree, o.mirrors = cfg.DataDir, cfg.Tree, cfg.Mirrors
 			if len(args) == 0 && o.file == "" {
 				return errors.New("prefetch: give package atoms or --file")
 			}
@@ -59,10 +60,11 @@ from --file without a tree are checked against the size upstream announces.`,
 			return runPrefetch(cmd.Context(), o, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
 		},
 	}
+	sf.on(cmd.Flags())
+	sf.storeFlags()
+	sf.treeFlags()
+	sf.mirrorFlags()
 	f := cmd.Flags()
-	f.StringVar(&o.dataDir, "data", config.DefaultDataDir, "directory where all state lives (distfiles cache below it)")
-	f.StringVar(&o.tree, "tree", "", "ebuild repository with the Manifests (default DATA/tree/current)")
-	f.StringArrayVar(&o.mirrors, "mirror", []string{config.DefaultMirror}, "upstream distfiles mirror URL, repeatable, tried in order")
 	f.IntVarP(&o.jobs, "jobs", "j", 4, "downloads at once")
 	f.StringVar(&o.file, "file", "", "file with distfile names, one per line (- for standard input)")
 	return cmd

@@ -11,10 +11,6 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 )
 
-func init() {
-	privilegeDroppers = append(privilegeDroppers, dropRsyncPrivileges)
-}
-
 // identity is the user and groups the process switches to.
 type identity struct {
 	uid    int
@@ -111,11 +107,11 @@ func lookupGroup(name string) (int, error) {
 // dropRsyncPrivileges switches the whole process to the uid/gid named in
 // the rsyncd.conf, once every listener is bound. Go applies setuid and
 // friends to all threads. As non-root it only warns.
-func dropRsyncPrivileges(env *serveEnv) error {
-	if !rsyncEnabled(env.cfg) {
+func (sv *server) dropRsyncPrivileges() error {
+	if !rsyncEnabled(sv.cfg) {
 		return nil
 	}
-	s, err := loadRsyncSetup(env.cfg)
+	s, err := loadRsyncSetup(sv.cfg)
 	if err != nil {
 		return err
 	}
@@ -124,7 +120,7 @@ func dropRsyncPrivileges(env *serveEnv) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		env.log.Warn("rsyncd.conf names uid/gid but lanmirror is not running as root: not switching user",
+		sv.log.Warn("rsyncd.conf names uid/gid but lanmirror is not running as root: not switching user",
 			"uid", uid, "gid", gid)
 		return nil
 	}
@@ -135,8 +131,8 @@ func dropRsyncPrivileges(env *serveEnv) error {
 	if err := switchIdentity(id); err != nil {
 		return fmt.Errorf("drop privileges to uid %s gid %s: %w", uid, gid, err)
 	}
-	env.log.Info("dropped privileges", "uid", id.uid, "gids", id.gids, "user", uid, "group", gid)
-	return checkDataWritable(env.cfg, uid)
+	sv.log.Info("dropped privileges", "uid", id.uid, "gids", id.gids, "user", uid, "group", gid)
+	return checkDataWritable(sv.cfg, uid)
 }
 
 // checkDataWritable fails early when the components that write below

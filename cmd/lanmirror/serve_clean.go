@@ -17,14 +17,6 @@ const defaultCleanInterval = time.Hour
 // indexWait bounds how long the first cleaning waits for the tree index.
 const indexWait = 5 * time.Minute
 
-func init() {
-	addComponent(component{
-		name:    "clean",
-		enabled: cleanEnabled,
-		open:    openClean,
-	})
-}
-
 // cleanEnabled: the daemon cleans when an interval or a size cap is set.
 func cleanEnabled(cfg *config.Serve) bool { return cfg.CleanInterval > 0 || cfg.MaxCache > 0 }
 
@@ -33,16 +25,16 @@ func cleanEnabled(cfg *config.Serve) bool { return cfg.CleanInterval > 0 || cfg.
 // removes unreferenced distfiles unused for the grace period (when a tree
 // is indexed) and enforces --max-cache, least recently served first, as
 // lanmirror clean does.
-func openClean(_ context.Context, env *serveEnv) (func(context.Context) error, error) {
-	store, err := env.distStore()
+func (s *server) openClean(_ context.Context) (func(context.Context) error, error) {
+	store, err := s.distStore()
 	if err != nil {
 		return nil, err
 	}
-	interval := env.cfg.CleanInterval
+	interval := s.cfg.CleanInterval
 	if interval <= 0 {
 		interval = defaultCleanInterval
 	}
-	ti := serveTreeIndex(env)
+	ti := s.index
 	return func(ctx context.Context) error {
 		if ti != nil {
 			wait, cancel := context.WithTimeout(ctx, indexWait)
@@ -58,7 +50,7 @@ func openClean(_ context.Context, env *serveEnv) (func(context.Context) error, e
 			if ctx.Err() != nil {
 				return nil
 			}
-			cleanPass(ctx, env, store, ti)
+			s.cleanPass(ctx, store, ti)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -69,20 +61,20 @@ func openClean(_ context.Context, env *serveEnv) (func(context.Context) error, e
 }
 
 // cleanPass runs one cleaning and logs what it did.
-func cleanPass(ctx context.Context, env *serveEnv, store *distcache.Store, ti *gentoo.TreeIndex) {
-	grace := env.cfg.CleanGrace
+func (s *server) cleanPass(ctx context.Context, store *distcache.Store, ti *gentoo.TreeIndex) {
+	grace := s.cfg.CleanGrace
 	if grace <= 0 {
 		grace = defaultGrace
 	}
-	pol := evict.Policy{MaxSize: env.cfg.MaxCache, Grace: grace}
+	pol := evict.Policy{MaxSize: s.cfg.MaxCache, Grace: grace}
 	if ti != nil {
 		switch idx := ti.Current(); {
 		case idx == nil:
-			env.log.Warn("clean: tree not indexed yet; unreferenced distfiles are kept this time", "tree", ti.Path())
+			s.log.Warn("clean: tree not indexed yet; unreferenced distfiles are kept this time", "tree", ti.Path())
 		default:
 			ref, err := referencedBy(idx)
 			if err != nil {
-				env.log.Warn("clean: unreferenced distfiles are kept", "err", err)
+				s.log.Warn("clean: unreferenced distfiles are kept", "err", err)
 			}
 			pol.Referenced = ref
 		}
@@ -93,13 +85,13 @@ func cleanPass(ctx context.Context, env *serveEnv, store *distcache.Store, ti *g
 	start := time.Now()
 	res, err := evict.Clean(ctx, store, pol, false)
 	for _, v := range res.Victims {
-		env.log.Info("clean: removing", "name", v.Name, "size", v.Size, "reason", v.Reason, "last_use", v.LastUse())
+		s.log.Info("clean: removing", "name", v.Name, "size", v.Size, "reason", v.Reason, "last_use", v.LastUse())
 	}
 	if err != nil && ctx.Err() == nil {
-		env.log.Warn("clean failed", "err", err)
+		s.log.Warn("clean failed", "err", err)
 	}
 	if res.Removed > 0 || err != nil {
-		env.log.Info("cache cleaned", "removed", res.Removed, "freed", formatBytes(res.RemovedBytes),
-			"size", formatBytes(res.Before-res.RemovedBytes), "max", formatBytes(env.cfg.MaxCache), "took", time.Since(start).Round(time.Millisecond))
+		s.log.Info("cache cleaned", "removed", res.Removed, "freed", formatBytes(res.RemovedBytes),
+			"size", formatBytes(res.Before-res.RemovedBytes), "max", formatBytes(s.cfg.MaxCache), "took", time.Since(start).Round(time.Millisecond))
 	}
 }

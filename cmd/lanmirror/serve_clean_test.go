@@ -13,25 +13,26 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 )
 
-// startComponents opens the named components of serve for cfg (as serve
+// startComponents opens the named parts of serve for cfg (as serve
 // does) and runs them until the test ends.
-func startComponents(t *testing.T, cfg *config.Serve, names ...string) *serveEnv {
+func startComponents(t *testing.T, cfg *config.Serve, names ...string) *server {
 	t.Helper()
-	env := &serveEnv{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), accessLog: io.Discard}
+	srv := newServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	var dones []chan error
 	for _, n := range names {
-		var c *component
-		for i := range components {
-			if components[i].name == n {
-				c = &components[i]
+		var c *part
+		parts := srv.parts()
+		for i := range parts {
+			if parts[i].name == n {
+				c = &parts[i]
 			}
 		}
-		if c == nil || !c.enabled(cfg) {
+		if c == nil {
 			cancel()
 			t.Fatalf("component %s missing or not enabled", n)
 		}
-		run, err := c.open(ctx, env)
+		run, err := c.open(ctx)
 		if err != nil {
 			cancel()
 			t.Fatalf("open %s: %v", n, err)
@@ -52,15 +53,13 @@ func startComponents(t *testing.T, cfg *config.Serve, names ...string) *serveEnv
 				t.Errorf("%s did not stop", names[i])
 			}
 		}
-		if env.dist.store != nil {
-			env.dist.store.Close()
-		}
+		srv.closeDistStore()
 	})
-	return env
+	return srv
 }
 
 // waitCached polls the store until its distfile names are want.
-func waitCached(t *testing.T, env *serveEnv, want string) {
+func waitCached(t *testing.T, env *server, want string) {
 	t.Helper()
 	st, err := env.distStore()
 	if err != nil {

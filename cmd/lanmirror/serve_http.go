@@ -13,59 +13,14 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/acl"
 	"github.com/lanmirror/lanmirror/internal/binpkg"
-	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/lanmirror/lanmirror/internal/httpd"
 )
 
-// distVerifier returns the DIST verifier of the distfiles cache (the tree's
-// Manifests); the gentoo wiring sets it from an init function. nil, or a
-// nil result, means no verifier: downloads are checked by size only.
-var distVerifier func(env *serveEnv) distcache.Verifier
-
-// distStoreState holds the distfiles Store shared by the components.
-type distStoreState struct {
-	once  sync.Once
-	store *distcache.Store
-	err   error
-}
-
-// distStore opens the distfiles Store below --data once and shares it
-// between the components (the HTTP side, the cleaner); serve closes it
-// once every component has stopped (closeDistStore).
-func (e *serveEnv) distStore() (*distcache.Store, error) {
-	e.dist.once.Do(func() {
-		e.dist.store, e.dist.err = distcache.OpenStore(e.cfg.DataDir, e.log)
-		if e.dist.err != nil {
-			e.dist.err = fmt.Errorf("open distfiles store in %s: %w", e.cfg.DataDir, e.dist.err)
-		}
-	})
-	return e.dist.store, e.dist.err
-}
-
-// closeDistStore closes the shared Store if a component opened it: the
-// served-time index is written out.
-func (e *serveEnv) closeDistStore() {
-	if e.dist.store == nil {
-		return
-	}
-	if err := e.dist.store.Close(); err != nil {
-		e.log.Warn("closing the distfiles store", "err", err)
-	}
-}
-
-func init() {
-	addComponent(component{
-		name:    "http",
-		enabled: func(cfg *config.Serve) bool { return cfg.HTTPAddr != "" },
-		open:    openHTTP,
-	})
-}
-
 // openHTTP binds the HTTP listener and builds the cache and the routes.
-func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, error) {
-	cfg := env.cfg
+func (s *server) openHTTP(_ context.Context) (func(context.Context) error, error) {
+	cfg := s.cfg
 	allow := acl.Default()
 	if len(cfg.Allow) > 0 {
 		var err error
@@ -77,23 +32,20 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 	if err != nil {
 		return nil, err
 	}
-	store, err := env.distStore()
+	store, err := s.distStore()
 	if err != nil {
 		return nil, err
 	}
-	var verifier distcache.Verifier
-	if distVerifier != nil {
-		verifier = distVerifier(env)
-	}
+	verifier := s.verifier()
 	cache, err := distcache.New(distcache.Options{
-		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: env.log,
+		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	var binpkgs http.Handler
 	if cfg.Binpkgs != "" {
-		if binpkgs, err = binpkg.NewHandler(cfg.Binpkgs, env.log); err != nil {
+		if binpkgs, err = binpkg.NewHandler(cfg.Binpkgs, s.log); err != nil {
 			return nil, err
 		}
 	}
@@ -107,8 +59,8 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 		Binpkgs:         binpkgs,
 		BinhostUpstream: cfg.BinhostUpstream,
 		Stats:           storeStats(store),
-		AccessLog:       env.accessLog,
-		Log:             env.log,
+		AccessLog:       s.accessLog,
+		Log:             s.log,
 	})
 	if err != nil {
 		return nil, err
@@ -123,12 +75,12 @@ func openHTTP(_ context.Context, env *serveEnv) (func(context.Context) error, er
 		srv.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	env.log.Info("http listening", "addr", ln.Addr().String(), "mirrors", cfg.Mirrors, "allow", allow.String())
+	s.log.Info("http listening", "addr", ln.Addr().String(), "mirrors", cfg.Mirrors, "allow", allow.String())
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(env.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	return func(ctx context.Context) error {
 		errc := make(chan error, 1)

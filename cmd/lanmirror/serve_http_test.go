@@ -158,9 +158,9 @@ func startHTTPComponent(t *testing.T, cfg *config.Serve) *htServer {
 	}
 	cfg.HTTPAddr = htFreeAddr(t)
 	access := &htLog{}
-	env := &serveEnv{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), accessLog: access}
+	srv := newServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), access)
 	ctx, cancel := context.WithCancel(context.Background())
-	run, err := openHTTP(ctx, env)
+	run, err := srv.openHTTP(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -764,9 +764,6 @@ func htTree(t *testing.T, files map[string][]byte) string {
 // a corrupt origin copy is refused and not cached; a name with no DIST
 // entry is refused with 403; an untrusted certificate fails the fetch.
 func TestHTTPFetchThroughHTTPSOrigin(t *testing.T) {
-	if distVerifier == nil {
-		t.Skip("no DIST verifier wired into serve (distVerifier hook of the gentoo wiring)")
-	}
 	good := htData(120_000, 8)
 	want := htData(50_000, 9)
 	bad := append([]byte(nil), want...)

@@ -16,14 +16,6 @@ import (
 // maxMOTD bounds the message of the day read from "motd file".
 const maxMOTD = 64 << 10
 
-func init() {
-	addComponent(component{
-		name:    "rsync",
-		enabled: rsyncEnabled,
-		open:    openRsync,
-	})
-}
-
 // rsyncEnabled: the daemon runs when it has an address and modules come
 // from an rsyncd.conf, --rsync-module or --tree.
 func rsyncEnabled(cfg *config.Serve) bool {
@@ -122,15 +114,15 @@ func readMOTD(path string) (string, error) {
 
 // openRsync loads the modules, binds the listener and writes the pid file;
 // the returned function serves until ctx ends.
-func openRsync(_ context.Context, env *serveEnv) (func(context.Context) error, error) {
-	s, err := loadRsyncSetup(env.cfg)
+func (sv *server) openRsync(_ context.Context) (func(context.Context) error, error) {
+	s, err := loadRsyncSetup(sv.cfg)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range s.warnings {
-		env.log.Warn("rsyncd.conf", "warning", w)
+		sv.log.Warn("rsyncd.conf", "warning", w)
 	}
-	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: env.log})
+	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log})
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +140,7 @@ func openRsync(_ context.Context, env *serveEnv) (func(context.Context) error, e
 		defer func() {
 			if s.pidFile != "" {
 				if err := os.Remove(s.pidFile); err != nil {
-					env.log.Warn("remove pid file", "err", err)
+					sv.log.Warn("remove pid file", "err", err)
 				}
 			}
 		}()

@@ -30,7 +30,7 @@ func TestServeVerifiesAgainstTree(t *testing.T) {
 
 	cfg := &config.Serve{DataDir: filepath.Join(base, "data"), Tree: tree, Mirrors: []string{up.ts.URL}, HTTPAddr: htFreeAddr(t)}
 	env := startComponents(t, cfg, "distindex", "http")
-	ti := serveTreeIndex(env)
+	ti := env.index
 	if ti == nil {
 		t.Fatal("no tree index for --tree")
 	}
@@ -65,13 +65,24 @@ func TestServeVerifiesAgainstTree(t *testing.T) {
 }
 
 func TestDistVerifierWithoutTree(t *testing.T) {
-	env := &serveEnv{cfg: &config.Serve{}}
-	if v := distVerifier(env); v != nil {
+	srv := newServer(&config.Serve{HTTPAddr: ":0", MaxCache: 1}, nil, nil)
+	if v := srv.verifier(); v != nil {
 		t.Errorf("verifier without tree = %#v, want nil", v)
 	}
-	for _, c := range components {
-		if c.name == "distindex" && c.enabled(env.cfg) {
+	for _, c := range srv.parts() {
+		if c.name == "distindex" {
 			t.Error("distindex enabled without a tree")
 		}
+	}
+	srv = newServer(&config.Serve{HTTPAddr: ":0", Tree: t.TempDir()}, nil, nil)
+	if srv.verifier() == nil {
+		t.Error("no verifier with a tree")
+	}
+	found := false
+	for _, c := range srv.parts() {
+		found = found || c.name == "distindex"
+	}
+	if !found {
+		t.Error("distindex not enabled with a tree and the HTTP side")
 	}
 }

@@ -117,3 +117,30 @@ func (s *Serve) TreeDir() string { return filepath.Join(s.DataDir, "tree") }
 
 // DistfilesDir is where cached distfiles live.
 func (s *Serve) DistfilesDir() string { return filepath.Join(s.DataDir, "distfiles") }
+
+// ParseModuleFlag parses the command line's quick module "NAME=PATH": a
+// read-only, listed, chrooted module.
+func ParseModuleFlag(s string) (Module, error) {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || name == "" || path == "" {
+		return Module{}, fmt.Errorf("rsync module %q: want NAME=PATH", s)
+	}
+	return Module{Name: name, Path: path, ReadOnly: true, UseChroot: true, List: true}, nil
+}
+
+// Resolve fills in the derived settings: with TreeUpstream and no Tree,
+// Tree is the published snapshot DATA/tree/current; with a Tree and no
+// rsync module nor rsyncd.conf, the tree is served as module
+// gentoo-portage.
+func (s *Serve) Resolve() error {
+	if s.TreeUpstream != "" && s.Tree == "" {
+		s.Tree = filepath.Join(s.TreeDir(), "current")
+	}
+	if s.Tree != "" && s.RsyncdConf == "" && len(s.RsyncModules) == 0 {
+		s.RsyncModules = append(s.RsyncModules, Module{
+			Name: DefaultModuleName, Path: s.Tree, Comment: "Gentoo ebuild repository",
+			Exclude: TreeExcludes, ReadOnly: true, UseChroot: true, List: true,
+		})
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/spf13/pflag"
+)
+
+// settingsFlags binds command-line flags to the fields of one config.Serve
+// (vals, starting at config.Defaults()). Each flag is declared once, in one
+// of the groups below, and commands pick the groups they need.
+//
+// The effective settings are built by settings(): the defaults, then every
+// flag given on the command line copied over them (a field whose flag was
+// not given keeps the lower layer's value), then Resolve.
+type settingsFlags struct {
+	fs    *pflag.FlagSet
+	vals  config.Serve
+	bound []boundFlag
+}
+
+// boundFlag is a flag and the index of the config.Serve field it sets.
+type boundFlag struct {
+	name  string
+	field int
+}
+
+func newSettingsFlags() *settingsFlags {
+	return &settingsFlags{vals: config.Defaults()}
+}
+
+// on sets the flag set the groups declare their flags in.
+func (sf *settingsFlags) on(fs *pflag.FlagSet) *settingsFlags {
+	sf.fs = fs
+	return sf
+}
+
+// fieldOf returns the index of the field of sf.vals at address p.
+func (sf *settingsFlags) fieldOf(p any) int {
+	want := reflect.ValueOf(p).Pointer()
+	v := reflect.ValueOf(&sf.vals).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Addr().Pointer() == want && f.Addr().Type() == reflect.TypeOf(p) {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("flag bound to %T outside config.Serve", p))
+}
+
+func (sf *settingsFlags) bind(name string, p any) {
+	sf.bound = append(sf.bound, boundFlag{name: name, field: sf.fieldOf(p)})
+}
+
+func (sf *settingsFlags) String(p *string, name, usage string) {
+	sf.fs.StringVar(p, name, *p, usage)
+	sf.bind(name, p)
+}
+
+func (sf *settingsFlags) Strings(p *[]string, name, usage string) {
+	sf.fs.StringArrayVar(p, name, *p, usage)
+	sf.bind(name, p)
+}
+
+func (sf *settingsFlags) Int(p *int, name, usage string) {
+	sf.fs.IntVar(p, name, *p, usage)
+	sf.bind(name, p)
+}
+
+func (sf *settingsFlags) Bool(p *bool, name, usage string) {
+	sf.fs.BoolVar(p, name, *p, usage)
+	sf.bind(name, p)
+}
+
+func (sf *settingsFlags) Duration(p *time.Duration, name, usage string) {
+	sf.fs.DurationVar(p, name, *p, usage)
+	sf.bind(name, p)
+}
+
+// Var binds a flag with its own parser (v) writing to the field at p.
+func (sf *settingsFlags) Var(v pflag.Value, p any, name, usage string) {
+	sf.fs.Var(v, name, usage)
+	sf.bind(name, p)
+}
+
+// apply copies the value of every flag given on the command line onto dst.
+func (sf *settingsFlags) apply(dst *config.Serve) {
+	src := reflect.ValueOf(&sf.vals).Elem()
+	d := reflect.ValueOf(dst).Elem()
+	for _, b := range sf.bound {
+		if sf.fs.Changed(b.name) {
+			d.Field(b.field).Set(src.Field(b.field))
+		}
+	}
+}
+
+// settings returns the effective settings: defaults, then the flags given,
+// then the derived values (config.Serve.Resolve).
+func (sf *settingsFlags) settings() (*config.Serve, error) {
+	cfg := config.Defaults()
+	sf.apply(&cfg)
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// The flag groups. Every setting of config.Serve has its flag in exactly
+// one group; add a new setting's flag to the group it belongs to.
+
+// storeFlags: where the state lives.
+func (sf *settingsFlags) storeFlags() {
+	sf.String(&sf.vals.DataDir, "data", "directory where all state lives (distfiles cache below it)")
+}
+
+// treeFlags: the local ebuild repository.
+func (sf *settingsFlags) treeFlags() {
+	sf.String(&sf.vals.Tree, "tree", "local ebuild repository whose Manifests verify distfiles (default: DATA/tree/current when lanmirror mirrors one); "+
+		"serve also serves it as rsync module gentoo-portage when no module is configured")
+}
+
+// mirrorFlags: the upstream distfiles mirrors.
+func (sf *settingsFlags) mirrorFlags() {
+	sf.Strings(&sf.vals.Mirrors, "mirror", "upstream distfiles mirror URL, repeatable, tried in order")
+}
+
+// cacheLimitFlags: the size cap of the distfiles cache.
+func (sf *settingsFlags) cacheLimitFlags() {
+	sf.Var(sizeValue{&sf.vals.MaxCache}, &sf.vals.MaxCache, "max-cache", "distfiles cache size cap (e.g. 200G); empty: no cap")
+}
+
+// httpFlags: the HTTP side (proxy, mirror, aliases, binary packages).
+func (sf *settingsFlags) httpFlags() {
+	v := &sf.vals
+	sf.String(&v.HTTPAddr, "http", "HTTP listen address (proxy, mirror, aliases); empty disables")
+	sf.Strings(&v.Allow, "allow", "client allow rule: CIDR or 10.1.2.* wildcard, repeatable (default: loopback and private ranges)")
+	sf.Var(aliasValue{&v.Aliases}, &v.Aliases, "alias", "serve local DIR read-only under /NAME/ (DIR:NAME), repeatable")
+	sf.Strings(&v.ProxyAllowHosts, "proxy-allow-host", "extra host the forward proxy may reach, repeatable")
+	sf.String(&v.LogFile, "log", "access log file (default: standard error)")
+	sf.String(&v.Binpkgs, "binpkgs", "PKGDIR served under /binpkgs/")
+	sf.String(&v.BinhostUpstream, "binhost-upstream", "upstream binhost URL cached under /binpkgs/")
+}
+
+// rsyncFlags: the rsync daemon.
+func (sf *settingsFlags) rsyncFlags() {
+	v := &sf.vals
+	sf.String(&v.RsyncAddr, "rsync", "rsync daemon listen address; empty disables")
+	sf.String(&v.RsyncdConf, "rsyncd-conf", "classic rsyncd.conf with the rsync modules")
+	sf.Var(moduleValue{&v.RsyncModules}, &v.RsyncModules, "rsync-module", "rsync module NAME=PATH, repeatable")
+}
+
+// treeMirrorFlags: mirroring the tree from upstream.
+func (sf *settingsFlags) treeMirrorFlags() {
+	v := &sf.vals
+	sf.String(&v.TreeUpstream, "tree-upstream", "mirror the tree from this rsync URL into atomic snapshots below --data (e.g. rsync://rsync.gentoo.org/gentoo-portage/)")
+	sf.Duration(&v.TreeInterval, "tree-interval", "how often to sync the tree from --tree-upstream")
+	sf.Int(&v.TreeKeep, "tree-keep", "how many tree snapshots to keep")
+}
+
+// cleanFlags: the daemon's periodic cleaning.
+func (sf *settingsFlags) cleanFlags() {
+	v := &sf.vals
+	sf.Duration(&v.CleanInterval, "clean-interval", "how often to clean the cache (e.g. 24h); 0 disables")
+	sf.Duration(&v.CleanGrace, "clean-grace", "periodic cleaning keeps distfiles the tree no longer references this long after their last use")
+}
+
+// allServeFlags declares every serve setting (serve, check-config,
+// client-config).
+func (sf *settingsFlags) allServeFlags() {
+	sf.storeFlags()
+	sf.httpFlags()
+	sf.mirrorFlags()
+	sf.rsyncFlags()
+	sf.treeFlags()
+	sf.treeMirrorFlags()
+	sf.cacheLimitFlags()
+	sf.cleanFlags()
+}
+
+// serveFlags binds every serve setting to a flag of fs; finish, called
+// after parsing, fills cfg with the effective settings.
+func serveFlags(fs *pflag.FlagSet, cfg *config.Serve) (finish func() error) {
+	sf := newSettingsFlags().on(fs)
+	sf.allServeFlags()
+	return func() error {
+		s, err := sf.settings()
+		if err != nil {
+			return err
+		}
+		*cfg = *s
+		return nil
+	}
+}
+
+// sizeValue parses a size with a unit (200G) into bytes.
+type sizeValue struct{ p *int64 }
+
+func (v sizeValue) Set(s string) error {
+	if s == "" {
+		*v.p = 0
+		return nil
+	}
+	n, err := config.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+func (v sizeValue) String() string {
+	if v.p == nil || *v.p == 0 {
+		return ""
+	}
+	return fmt.Sprint(*v.p)
+}
+
+func (sizeValue) Type() string { return "size" }
+
+// aliasValue appends http-replicator style DIR:NAME aliases.
+type aliasValue struct{ p *[]config.Alias }
+
+func (v aliasValue) Set(s string) error {
+	a, err := config.ParseAlias(s)
+	if err != nil {
+		return err
+	}
+	*v.p = append(*v.p, a)
+	return nil
+}
+
+func (v aliasValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	var s []string
+	for _, a := range *v.p {
+		s = append(s, a.Dir+":"+a.Name)
+	}
+	return strings.Join(s, ",")
+}
+
+func (aliasValue) Type() string { return "DIR:NAME" }
+
+// moduleValue appends NAME=PATH rsync modules.
+type moduleValue struct{ p *[]config.Module }
+
+func (v moduleValue) Set(s string) error {
+	m, err := config.ParseModuleFlag(s)
+	if err != nil {
+		return err
+	}
+	*v.p = append(*v.p, m)
+	return nil
+}
+
+func (v moduleValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	var s []string
+	for _, m := range *v.p {
+		s = append(s, m.Name+"="+m.Path)
+	}
+	return strings.Join(s, ",")
+}
+
+func (moduleValue) Type() string { return "NAME=PATH" }
