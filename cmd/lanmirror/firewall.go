@@ -10,14 +10,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	addCommand(func() *cobra.Command {
-		cfg := &config.Serve{}
-		var format string
-		cmd := &cobra.Command{
-			Use:   "firewall",
-			Short: "print the iptables or nftables rules that open lanmirror's ports to its allow lists",
-			Long: `firewall takes the same settings as serve and prints packet filter rules for
+func newFirewallCmd() *cobra.Command {
+	cfg := &config.Serve{}
+	var format string
+	cmd := &cobra.Command{
+		Use:   "firewall",
+		Short: "print the iptables or nftables rules that open lanmirror's ports to its allow lists",
+		Long: `firewall takes the same settings as serve and prints packet filter rules for
 exactly the listeners serve would open: the HTTP port for the --allow networks
 (default: loopback and the private ranges), and the rsync port, when there are
 modules, for the networks of their "hosts allow". Nothing is loaded.
@@ -29,21 +28,20 @@ Formats:
   ip6tables   the IPv6 rules, ip6tables-restore format
   sh          both, as iptables and ip6tables commands
   nft         an nftables table "inet lanmirror" with one set per port and family`,
-			Example: `  lanmirror firewall --rsyncd-conf /etc/rsyncd.conf --allow 10.13.18.0/24 | iptables-restore --noflush
+		Example: `  lanmirror firewall --rsyncd-conf /etc/rsyncd.conf --allow 10.13.18.0/24 | iptables-restore --noflush
   lanmirror firewall --rsyncd-conf /etc/rsyncd.conf --allow 10.13.18.0/24 --format ip6tables | ip6tables-restore --noflush
   lanmirror firewall --tree /var/db/repos/gentoo --format nft > /etc/nftables.d/lanmirror.nft`,
-			Args: cobra.NoArgs,
+		Args: cobra.NoArgs,
+	}
+	finish := serveFlags(cmd.Flags(), cfg)
+	cmd.Flags().StringVar(&format, "format", "iptables", "iptables, ip6tables, sh or nft")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := finish(); err != nil {
+			return err
 		}
-		finish := serveFlags(cmd.Flags(), cfg)
-		cmd.Flags().StringVar(&format, "format", "iptables", "iptables, ip6tables, sh or nft")
-		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-			if err := finish(); err != nil {
-				return err
-			}
-			return printFirewall(cmd.OutOrStdout(), cfg, format)
-		}
-		return cmd
-	})
+		return printFirewall(cmd.OutOrStdout(), cfg, format)
+	}
+	return cmd
 }
 
 // firewallListeners are the listeners serve would open with cfg.
