@@ -44,6 +44,11 @@ type Syncer struct {
 	Log  *slog.Logger
 	// OnPublish, if set, is called after a new snapshot is published.
 	OnPublish func(Snapshot)
+	// Verify, if set, checks the pulled tree in dir (the incoming snapshot,
+	// complete but not yet published) before it is published. An error
+	// keeps the published snapshot and discards the pulled one; Sync then
+	// returns an error wrapping ErrVerify and Verify's error.
+	Verify func(ctx context.Context, dir string) error
 }
 
 // Result says what a Sync did.
@@ -56,6 +61,10 @@ type Result struct {
 // ErrUpstreamOutdated is returned when the upstream tree is older than the
 // published one; the published tree is kept.
 var ErrUpstreamOutdated = errors.New("upstream tree is older than the local one")
+
+// ErrVerify is wrapped by Sync's error when Syncer.Verify refused the pulled
+// tree.
+var ErrVerify = errors.New("pulled tree failed verification, not published")
 
 func (sy *Syncer) rsync() string {
 	if sy.RsyncPath != "" {
@@ -130,6 +139,13 @@ func (sy *Syncer) Sync(ctx context.Context) (res Result, err error) {
 	}
 	if _, err := os.Lstat(filepath.Join(in.Path, TimestampFile)); err != nil {
 		return Result{}, fmt.Errorf("tree: upstream %s is not a Gentoo tree (no %s)", sy.Upstream, TimestampFile)
+	}
+	if sy.Verify != nil {
+		vstart := time.Now()
+		if err := sy.Verify(ctx, in.Path); err != nil {
+			return Result{}, fmt.Errorf("tree: %w (upstream %s): %w", ErrVerify, sy.Upstream, err)
+		}
+		sy.log().Info("tree: pulled tree verified", "upstream", sy.Upstream, "duration", time.Since(vstart).Round(time.Millisecond))
 	}
 	snap, err := in.Commit()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +248,58 @@ func TestPruneKeepsPinnedAndCurrent(t *testing.T) {
 	cur, _, _ := st.Current()
 	if cur.ID != snaps[4].ID {
 		t.Fatal("current is not the newest")
+	}
+}
+
+func TestVerifyRefusalKeepsPublishedTree(t *testing.T) {
+	needRsync(t)
+	up := makeUpstream(t)
+	st, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	refuse := errors.New("app-misc/foo/foo-1.ebuild: BLAKE2B mismatch")
+	verify := func(ctx context.Context, dir string) error {
+		// The hook sees the complete pulled tree before it is published.
+		b, err := os.ReadFile(filepath.Join(dir, "app-misc/foo/foo-1.ebuild"))
+		if err != nil {
+			return err
+		}
+		seen = append(seen, string(b))
+		if string(b) != "EAPI=8\n" {
+			return refuse
+		}
+		return nil
+	}
+	sy := &Syncer{Store: st, Upstream: up, Verify: verify}
+	first, err := sy.Sync(context.Background())
+	if err != nil || !first.Changed {
+		t.Fatalf("first sync: %+v %v", first, err)
+	}
+	writeFile(t, filepath.Join(up, "app-misc/foo/foo-1.ebuild"), "EAPI=8\n# tampered\n")
+	stamp(t, up, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	_, err = sy.Sync(context.Background())
+	if !errors.Is(err, ErrVerify) || !errors.Is(err, refuse) {
+		t.Fatalf("refused tree: err=%v, want ErrVerify wrapping the hook's error", err)
+	}
+	if want := "app-misc/foo/foo-1.ebuild: BLAKE2B mismatch"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err, want)
+	}
+	if len(seen) != 2 || seen[1] != "EAPI=8\n# tampered\n" {
+		t.Fatalf("hook saw %q", seen)
+	}
+	cur, ok, err := st.Current()
+	if err != nil || !ok || cur.ID != first.Snapshot.ID {
+		t.Fatalf("current changed: %v %v %v", cur, ok, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(st.CurrentPath(), "app-misc/foo/foo-1.ebuild")); err != nil || string(b) != "EAPI=8\n" {
+		t.Fatalf("published file: %q %v", b, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(st.Dir(), snapshotsDir))
+	for _, e := range ents {
+		if e.Name() != first.Snapshot.ID {
+			t.Errorf("refused tree left behind as %s", e.Name())
+		}
 	}
 }
