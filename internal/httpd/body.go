@@ -16,6 +16,20 @@ import (
 // Last-Modified, Accept-Ranges, single-range 206 and 416, HEAD without a
 // body, and 304 for If-Modified-Since on complete objects. b is closed.
 //
+// Every answer carries the Body's strong ETag. A Range is honoured with
+// 206 only when the client's If-Range (if any) equals the ETag (or, for
+// an untainted object, is its Last-Modified date); otherwise the whole
+// object is sent with 200, as RFC 9110 says. For a tainted object (a
+// transfer of it was recently aborted after unverified bytes went out: a
+// corrupt copy of the right size whose digest then failed), a Range that
+// continues a transfer (from an offset > 0) without If-Range proof is
+// refused with 409: such a client may hold a corrupt head, and neither
+// 206 nor 200 is safe for it. wget answered 200 to its Range retry skips
+// the bytes it already has and keeps the corrupt head (exit 0, spliced
+// file), and a 416 makes it stop with exit 0 and a short file; a 4xx
+// makes wget and curl fail, leaving the partial file for Portage to
+// discard.
+//
 // When the body fails before the announced length is sent (an upstream
 // transfer that cannot be completed), the connection is aborted, so the
 // client sees a broken transfer, never a short file presented as complete:
@@ -38,6 +52,10 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 	if !mod.IsZero() {
 		h.Set("Last-Modified", mod.UTC().Format(http.TimeFormat))
 	}
+	etag := b.ETag()
+	if etag != "" {
+		h.Set("ETag", etag)
+	}
 	if complete && notModified(r, mod) {
 		h.Del("Content-Type")
 		w.WriteHeader(http.StatusNotModified)
@@ -45,8 +63,13 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 	}
 
 	rangeSpec := r.Header.Get("Range")
-	if rangeSpec != "" && !ifRangeMatches(r, mod) {
-		rangeSpec = ""
+	proven := false // the client showed it holds bytes of this content
+	if rangeSpec != "" {
+		var ok bool
+		ok, proven = ifRangeMatches(r, mod, etag)
+		if !ok {
+			rangeSpec = ""
+		}
 	}
 	if size < 0 && (rangeSpec != "" || !r.ProtoAtLeast(1, 1)) {
 		// A range needs the full size, and an HTTP/1.0 client could not
@@ -67,6 +90,10 @@ func (s *Server) serveBody(w http.ResponseWriter, r *http.Request, b Body, outco
 		st, ln, res := parseRange(rangeSpec, size)
 		switch res {
 		case rangeOK:
+			if st > 0 && !proven && b.Tainted() {
+				s.refuseContinuation(w, r, st, etag)
+				return
+			}
 			start, n, code = st, ln, http.StatusPartialContent
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", st, st+ln-1, size))
 		case rangeUnsatisfiable:
@@ -182,18 +209,38 @@ func notModified(r *http.Request, mod time.Time) bool {
 	return !mod.Truncate(time.Second).After(t)
 }
 
-// ifRangeMatches reports whether a Range may be honoured given If-Range:
-// absent, or a date equal to mod. Entity tags never match (no ETags here).
-func ifRangeMatches(r *http.Request, mod time.Time) bool {
-	ir := r.Header.Get("If-Range")
+// refuseContinuation answers a Range continuation of a tainted object
+// that the client did not prove with If-Range (see serveBody).
+func (s *Server) refuseContinuation(w http.ResponseWriter, r *http.Request, from int64, etag string) {
+	setOutcome(w, "REFUSED")
+	s.log.Warn("Range continuation of a file whose earlier transfer sent unverified bytes refused",
+		"url", r.RequestURI, "client", r.RemoteAddr, "from", from)
+	w.Header().Del("ETag")
+	textError(w, http.StatusConflict, fmt.Sprintf("409 conflict: a recent transfer of this file was aborted because the copy being "+
+		"streamed failed its Manifest digest, so the %d bytes your partial file holds may be corrupt and cannot be continued; "+
+		"delete the partial file and download it again (or send If-Range: %s with a Range to continue the verified file)\n", from, etag))
+}
+
+// ifRangeMatches reports whether a Range may be honoured given If-Range
+// (ok), and whether the If-Range proves the client's bytes are of this
+// content (proven: a strong entity tag equal to etag). No If-Range: ok,
+// not proven. A date: ok when it equals mod, not proven (a date does not
+// tell two copies apart).
+func ifRangeMatches(r *http.Request, mod time.Time, etag string) (ok, proven bool) {
+	ir := strings.TrimSpace(r.Header.Get("If-Range"))
 	if ir == "" {
-		return true
+		return true, false
+	}
+	if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") {
+		// Strong comparison: weak tags never match.
+		m := etag != "" && ir == etag
+		return m, m
 	}
 	t, err := http.ParseTime(ir)
 	if err != nil || mod.IsZero() {
-		return false
+		return false, false
 	}
-	return mod.Truncate(time.Second).Equal(t)
+	return mod.Truncate(time.Second).Equal(t), false
 }
 
 type rangeResult int

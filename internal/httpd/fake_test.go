@@ -30,6 +30,9 @@ type fakeObject struct {
 	// chunkDelay throttles readers (per 4 KiB).
 	chunkDelay time.Duration
 	err        error
+	// etag and tainted are what the Body reports.
+	etag    string
+	tainted bool
 }
 
 // fakeCache is a Cache for the route tests: objects in memory, every call
@@ -102,6 +105,8 @@ func (b *fakeBody) Size() int64 {
 }
 func (b *fakeBody) ModTime() time.Time  { return b.o.mod }
 func (b *fakeBody) ContentType() string { return "" }
+func (b *fakeBody) ETag() string        { return b.o.etag }
+func (b *fakeBody) Tainted() bool       { return b.o.tainted }
 func (b *fakeBody) Close() error        { return nil }
 func (b *fakeBody) Wait(ctx context.Context) error {
 	if b.o.failAt > 0 {

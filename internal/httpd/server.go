@@ -34,6 +34,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,14 @@ type Body interface {
 	NewReader(off int64) io.ReadCloser
 	// Wait blocks until the object is complete (nil) or failed.
 	Wait(ctx context.Context) error
+	// ETag is the strong entity tag (quoted) of exactly the bytes this
+	// Body serves, "" when none: a Range with an If-Range equal to it is
+	// answered with 206.
+	ETag() string
+	// Tainted reports that unverified bytes of this object recently
+	// reached clients in a transfer that was then aborted: a Range
+	// continuation without If-Range proof is refused (see serveBody).
+	Tainted() bool
 	// Close releases the Body.
 	Close() error
 }
@@ -271,6 +280,9 @@ func cacheError(w http.ResponseWriter, r *http.Request, what string, err error) 
 		code = 499
 	case errors.Is(err, distcache.ErrBadName):
 		code = http.StatusBadRequest
+	case errors.Is(err, distcache.ErrIndexNotReady):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(indexRetryAfter))
 	case errors.Is(err, distcache.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, distcache.ErrCorrupt):
@@ -290,6 +302,10 @@ func cacheError(w http.ResponseWriter, r *http.Request, what string, err error) 
 	}
 	textError(w, code, fmt.Sprintf("%d %s: %s: %v\n", code, http.StatusText(code), what, err))
 }
+
+// indexRetryAfter is the Retry-After (seconds) of a 503 answered while the
+// tree's DIST index is not ready.
+const indexRetryAfter = 10
 
 // isTimeout reports whether err is a network timeout.
 func isTimeout(err error) bool {
