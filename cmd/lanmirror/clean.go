@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -47,7 +46,7 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 			if err != nil {
 				return err
 			}
-			dataDir, tree := cfg.DataDir, cfg.Tree
+			dataDir := cfg.DataDir
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			pol := evict.Policy{MaxSize: cfg.MaxCache}
 			g, err := parseAge(grace)
@@ -56,11 +55,11 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 			}
 			pol.Grace = g
 			var idx *gentoo.DistIndex
-			if tp := treePath(dataDir, tree); tp != "" {
-				if idx, err = loadDistIndex(cmd.Context(), tp, log); err != nil {
+			if tp := cfg.LocalTree(); tp != "" {
+				if idx, err = gentoo.LoadDistIndex(cmd.Context(), tp, log); err != nil {
 					return fmt.Errorf("clean: %w", err)
 				}
-				if pol.Referenced, err = referencedBy(idx); err != nil {
+				if pol.Referenced, err = evict.ReferencedBy(idx); err != nil {
 					return fmt.Errorf("clean: %w", err)
 				}
 			}
@@ -79,7 +78,7 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 			if err != nil && res.Files == 0 {
 				return err
 			}
-			reportClean(cmd.OutOrStdout(), res, dryRun)
+			evict.Report(cmd.OutOrStdout(), res, dryRun)
 			return err
 		},
 	}
@@ -91,51 +90,6 @@ The daemon does the same periodically with serve --clean-interval/--max-cache.`,
 	f.StringVar(&grace, "grace", "30d", "how long unreferenced files are kept after their last use (e.g. 30d, 12h)")
 	f.BoolVar(&dryRun, "dry-run", false, "list what would be removed, change nothing")
 	return cmd
-}
-
-// referencedBy turns a DIST index into the policy's Referenced test. An
-// index without any DIST entry is refused: it would make every cached file
-// unreferenced (a wrong --tree must not empty the cache).
-//
-// A tree that is gone by now (a snapshot pruned while it was read) is
-// refused too: its index may be partial.
-func referencedBy(idx *gentoo.DistIndex) (func(string) bool, error) {
-	if idx.Len() == 0 {
-		return nil, fmt.Errorf("tree %s has no DIST entries; refusing to treat every cached file as unreferenced", idx.Root())
-	}
-	if _, err := os.Stat(idx.Root()); err != nil {
-		return nil, fmt.Errorf("tree %s vanished while it was indexed; refusing to use a partial index: %w", idx.Root(), err)
-	}
-	return idx.Has, nil
-}
-
-// reportClean writes one line per removed file and a summary.
-func reportClean(w io.Writer, res evict.Result, dryRun bool) {
-	verb := "removed"
-	if dryRun {
-		verb = "would remove"
-	}
-	for _, v := range res.Victims {
-		used := "never"
-		if !v.LastUse().IsZero() {
-			used = v.LastUse().UTC().Format("2006-01-02 15:04")
-		}
-		served := "last served"
-		if v.LastServed.IsZero() {
-			served = "never served, modified"
-		}
-		fmt.Fprintf(w, "%s %s (%s, %s; %s %s)\n", verb, v.Name, formatBytes(v.Size), v.Reason, served, used)
-	}
-	if dryRun {
-		fmt.Fprintf(w, "would remove %d of %d files, freeing %s (cache %s -> %s)\n",
-			len(res.Victims), res.Files, formatBytes(res.Freed()), formatBytes(res.Before), formatBytes(res.After))
-		return
-	}
-	fmt.Fprintf(w, "removed %d of %d files, freed %s (cache %s -> %s)\n",
-		res.Removed, res.Files, formatBytes(res.RemovedBytes), formatBytes(res.Before), formatBytes(res.Before-res.RemovedBytes))
-	for _, err := range res.Errors {
-		fmt.Fprintf(w, "error: %v\n", err)
-	}
 }
 
 // parseAge parses a duration that may use days ("30d", "1.5d") or any

@@ -272,14 +272,6 @@ func TestImportUnknownFlagAndErrors(t *testing.T) {
 	}
 }
 
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
-		if got := formatBytes(n); got != want {
-			t.Errorf("formatBytes(%d) = %s, want %s", n, got, want)
-		}
-	}
-}
-
 // A DISTDIR on another file system is copied (no hard link possible).
 func TestImportCopiesAcrossFileSystems(t *testing.T) {
 	shm, err := os.MkdirTemp("/dev/shm", "lanmirror-import-")

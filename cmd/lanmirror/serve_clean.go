@@ -8,6 +8,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/evict"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/progress"
 )
 
 // defaultCleanInterval is how often the daemon cleans when only a size cap
@@ -72,7 +73,7 @@ func (s *server) cleanPass(ctx context.Context, store *distcache.Store, ti *gent
 		case idx == nil:
 			s.log.Warn("clean: tree not indexed yet; unreferenced distfiles are kept this time", "tree", ti.Path())
 		default:
-			ref, err := referencedBy(idx)
+			ref, err := evict.ReferencedBy(idx)
 			if err != nil {
 				s.log.Warn("clean: unreferenced distfiles are kept", "err", err)
 			}
@@ -91,7 +92,7 @@ func (s *server) cleanPass(ctx context.Context, store *distcache.Store, ti *gent
 		s.log.Warn("clean failed", "err", err)
 	}
 	if res.Removed > 0 || err != nil {
-		s.log.Info("cache cleaned", "removed", res.Removed, "freed", formatBytes(res.RemovedBytes),
-			"size", formatBytes(res.Before-res.RemovedBytes), "max", formatBytes(s.cfg.MaxCache), "took", time.Since(start).Round(time.Millisecond))
+		s.log.Info("cache cleaned", "removed", res.Removed, "freed", progress.FormatBytes(res.RemovedBytes),
+			"size", progress.FormatBytes(res.Before-res.RemovedBytes), "max", progress.FormatBytes(s.cfg.MaxCache), "took", time.Since(start).Round(time.Millisecond))
 	}
 }

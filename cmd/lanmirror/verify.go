@@ -2,13 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
-
-	"github.com/lanmirror/lanmirror/internal/config"
-	"github.com/lanmirror/lanmirror/internal/gentoo"
 )
 
 // The daemon verifies distfiles against the DIST entries of --tree (or of
@@ -24,35 +17,4 @@ func (s *server) openDistIndex(_ context.Context) (func(context.Context) error, 
 		s.index.Run(ctx)
 		return nil
 	}, nil
-}
-
-// treePath is the ebuild tree the cache tools verify against: --tree when
-// given, else the published snapshot DATA/tree/current when there is one,
-// else "" (no tree).
-func treePath(dataDir, tree string) string {
-	if tree != "" {
-		return tree
-	}
-	cfg := config.Serve{DataDir: dataDir}
-	cur := filepath.Join(cfg.TreeDir(), "current")
-	if fi, err := os.Stat(cur); err == nil && fi.IsDir() {
-		return cur
-	}
-	return ""
-}
-
-// loadDistIndex builds the DIST index of the tree at path (a symlink is
-// resolved first, so one snapshot is read throughout) and logs its size.
-func loadDistIndex(ctx context.Context, path string, log *slog.Logger) (*gentoo.DistIndex, error) {
-	target, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil, fmt.Errorf("tree: %w", err)
-	}
-	x, err := gentoo.BuildDistIndex(ctx, target, gentoo.IndexOptions{Log: log})
-	if err != nil {
-		return nil, err
-	}
-	s := x.Stats()
-	log.Info("tree indexed", "tree", target, "packages", s.Packages, "distfiles", s.Dists, "took", s.Duration.Round(1e6))
-	return x, nil
 }

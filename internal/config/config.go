@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -143,4 +144,18 @@ func (s *Serve) Resolve() error {
 		})
 	}
 	return nil
+}
+
+// LocalTree is the ebuild tree the cache tools (import, prefetch, clean)
+// verify against: Tree when set, else the published snapshot
+// DATA/tree/current when there is one, else "" (no tree).
+func (s *Serve) LocalTree() string {
+	if s.Tree != "" {
+		return s.Tree
+	}
+	cur := filepath.Join(s.TreeDir(), "current")
+	if fi, err := os.Stat(cur); err == nil && fi.IsDir() {
+		return cur
+	}
+	return ""
 }
