@@ -7,7 +7,9 @@
 #   BENCH_FILES=20000 bench/rsync.sh    # smaller and quicker
 #
 # Measured for each server:
-#   1. initial sync wall time (empty destination),
+#   1. initial sync wall time (empty destination), and the server's CPU
+#      time for it (as in 3.; lanmirror's file list is ready before, from
+#      its start-up scan, as for every client of a running server),
 #   2. no-op sync wall time (nothing changed; median of BENCH_NOOP_RUNS),
 #   3. server CPU time per no-op sync (utime+stime+cutime+cstime of the
 #      daemon process from /proc/PID/stat; stock rsyncd forks a child per
@@ -133,20 +135,27 @@ for _ in $(seq 1 1200); do
 	sleep 0.1
 done
 
-declare -A initial noop cpu conc conc_cpu noop_runs noop_cpus port pid
+declare -A initial initial_cpu initial_comp noop cpu conc conc_cpu noop_runs noop_cpus port pid
 port[rsyncd]=$port_stock pid[rsyncd]=$pid_stock
 port[lanmirror]=$port_lm pid[lanmirror]=$pid_lm
 url() { echo "rsync://127.0.0.1:${port[$1]}/$MODULE/"; }
 ticks_to_s() { awk -v d="$1" -v t="$TICK" 'BEGIN { printf "%.3f", d / t }'; }
 
-# initial NAME: the first sync into an empty directory.
+# initial NAME: the first sync into an empty directory, its wall time,
+# the server's CPU and the compression the client negotiated.
 initial_sync() {
-	local name=$1 t0 t1
+	local name=$1 t0 t1 c0 c1
 	echo "$name: initial sync..." >&2
+	wait_children "${pid[$name]}"
+	c0=$(cpu_ticks "${pid[$name]}")
 	t0=$(now)
-	"$RSYNC" "${PORTAGE_OPTS[@]}" "$(url "$name")" "$work/dst-$name/" >"$work/$name-initial.out"
+	"$RSYNC" "${PORTAGE_OPTS[@]}" --debug=nstr "$(url "$name")" "$work/dst-$name/" >"$work/$name-initial.out"
 	t1=$(now)
+	wait_children "${pid[$name]}"
+	c1=$(cpu_ticks "${pid[$name]}")
 	initial[$name]=$(elapsed "$t0" "$t1")
+	initial_cpu[$name]=$(ticks_to_s $((c1 - c0)))
+	initial_comp[$name]=$(sed -n 's/^Client negotiated compress: //p' "$work/$name-initial.out")
 	if grep -q "Number of regular files transferred: 0" "$work/$name-initial.out"; then
 		echo "bench/rsync.sh: $name initial sync transferred nothing" >&2
 		exit 1
@@ -226,6 +235,8 @@ echo
 echo "| measure | stock rsyncd | lanmirror | lanmirror / rsyncd |"
 echo "|---|---:|---:|---:|"
 echo "| initial sync, wall (s) | ${initial[rsyncd]} | ${initial[lanmirror]} | $(ratio "${initial[rsyncd]}" "${initial[lanmirror]}") |"
+echo "| server CPU per initial sync (s) | ${initial_cpu[rsyncd]} | ${initial_cpu[lanmirror]} | $(ratio "${initial_cpu[rsyncd]}" "${initial_cpu[lanmirror]}") |"
+echo "| compression negotiated (initial sync) | ${initial_comp[rsyncd]:-?} | ${initial_comp[lanmirror]:-?} | |"
 echo "| no-op sync, wall (s, median of $NOOP_RUNS) | ${noop[rsyncd]} | ${noop[lanmirror]} | $(ratio "${noop[rsyncd]}" "${noop[lanmirror]}") |"
 echo "| server CPU per no-op sync (s, median) | ${cpu[rsyncd]} | ${cpu[lanmirror]} | $(ratio "${cpu[rsyncd]}" "${cpu[lanmirror]}") |"
 echo "| $CLIENTS concurrent no-op syncs, wall (s) | ${conc[rsyncd]} | ${conc[lanmirror]} | $(ratio "${conc[rsyncd]}" "${conc[lanmirror]}") |"
