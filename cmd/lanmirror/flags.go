@@ -168,6 +168,17 @@ func (sf *settingsFlags) cleanFlags() {
 	sf.Duration(&v.CleanGrace, "clean-grace", "periodic cleaning keeps distfiles the tree no longer references this long after their last use")
 }
 
+// objectStoreFlags: cached objects on S3-compatible object storage
+// (several nodes sharing one bucket).
+func (sf *settingsFlags) objectStoreFlags() {
+	v := &sf.vals
+	sf.String(&v.Store, "store", "where cached objects live: empty for --data, or s3://BUCKET[/PREFIX] (S3-compatible object storage; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)")
+	sf.String(&v.S3Endpoint, "s3-endpoint", "S3 server URL for --store s3://... (e.g. http://rgw.example:7480); empty: AWS")
+	sf.String(&v.S3Region, "s3-region", "S3 region of the bucket (default: $AWS_REGION)")
+	sf.Duration(&v.LeaseTTL, "lease-ttl", "with --store s3://: how long a node's claim to download a file lasts unless renewed (0: 30s)")
+	sf.String(&v.AdvertiseURL, "advertise-url", "with --store s3://: this node's HTTP base URL, written in its download leases")
+}
+
 // allServeFlags declares every serve setting (serve, check-config,
 // client-config).
 func (sf *settingsFlags) allServeFlags() {
@@ -179,6 +190,7 @@ func (sf *settingsFlags) allServeFlags() {
 	sf.treeMirrorFlags()
 	sf.cacheLimitFlags()
 	sf.cleanFlags()
+	sf.objectStoreFlags()
 }
 
 // serveFlags binds every serve setting to a flag of fs; finish, called

@@ -13,13 +13,15 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/acl"
 	"github.com/lanmirror/lanmirror/internal/binpkg"
+	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/lanmirror/lanmirror/internal/httpd"
+	"github.com/lanmirror/lanmirror/internal/objstore"
 )
 
 // openHTTP binds the HTTP listener and builds the cache and the routes.
-func (s *server) openHTTP(_ context.Context) (func(context.Context) error, error) {
+func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, error) {
 	cfg := s.cfg
 	allow := acl.Default()
 	if len(cfg.Allow) > 0 {
@@ -37,9 +39,21 @@ func (s *server) openHTTP(_ context.Context) (func(context.Context) error, error
 		return nil, err
 	}
 	verifier := s.verifier()
-	cache, err := distcache.New(distcache.Options{
+	opts := distcache.Options{
 		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
-	})
+		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL,
+	}
+	stats := storeStats(store)
+	var health func(context.Context) error
+	if cfg.RemoteStore() {
+		remote, err := openRemote(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts.Remote, stats, health = remote, remoteStats(remote), remote.Check
+		s.log.Info("cached objects on object storage", "store", remote.String(), "endpoint", cfg.S3Endpoint)
+	}
+	cache, err := distcache.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +72,8 @@ func (s *server) openHTTP(_ context.Context) (func(context.Context) error, error
 		Aliases:         cfg.Aliases,
 		Binpkgs:         binpkgs,
 		BinhostUpstream: cfg.BinhostUpstream,
-		Stats:           storeStats(store),
+		Stats:           stats,
+		Health:          health,
 		AccessLog:       s.accessLog,
 		Log:             s.log,
 	})
@@ -127,6 +142,46 @@ func storeStats(store *distcache.Store) httpd.Stats {
 				}
 				at = time.Now()
 			}
+		}
+		return size, files
+	}
+}
+
+// openRemote opens and checks the S3 store of --store.
+func openRemote(ctx context.Context, cfg *config.Serve) (*objstore.S3, error) {
+	remote, err := objstore.NewS3(objstore.S3Config{URL: cfg.Store, Endpoint: cfg.S3Endpoint, Region: cfg.S3Region})
+	if err != nil {
+		return nil, fmt.Errorf("--store: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := remote.Check(cctx); err != nil {
+		return nil, fmt.Errorf("--store %s: %w", cfg.Store, err)
+	}
+	return remote, nil
+}
+
+// remoteStats is storeStats for objects on object storage (one listing a
+// minute at most).
+func remoteStats(remote objstore.Backend) httpd.Stats {
+	var mu sync.Mutex
+	var at time.Time
+	var size int64
+	var files int
+	return func() (int64, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) > time.Minute {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ents, err := remote.List(ctx, distcache.DistfilesPrefix)
+			cancel()
+			if err == nil {
+				size, files = 0, len(ents)
+				for _, e := range ents {
+					size += e.Size
+				}
+			}
+			at = time.Now()
 		}
 		return size, files
 	}

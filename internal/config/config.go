@@ -98,7 +98,28 @@ type Serve struct {
 	// CleanGrace is how long a distfile no DIST entry of the tree references
 	// stays after its last use before periodic cleaning removes it.
 	CleanGrace time.Duration
+
+	// Store is where complete cached objects (distfiles, proxied URLs,
+	// binhost files) live: "" (or "disk") for DataDir, or
+	// s3://BUCKET[/PREFIX] for S3-compatible object storage shared by
+	// several nodes.
+	Store string
+	// S3Endpoint is the S3 server's URL (http(s)://HOST[:PORT]); empty
+	// means AWS.
+	S3Endpoint string
+	// S3Region is the bucket's region; empty: $AWS_REGION.
+	S3Region string
+	// LeaseTTL is how long a node's claim to download a file lasts
+	// without renewal (a node that dies holds the file that long); 0: the
+	// default (30s).
+	LeaseTTL time.Duration
+	// AdvertiseURL is this node's HTTP base URL as other nodes reach it,
+	// written in its leases; may be empty.
+	AdvertiseURL string
 }
+
+// RemoteStore reports whether objects live on object storage (S3).
+func (s *Serve) RemoteStore() bool { return strings.HasPrefix(s.Store, "s3://") }
 
 // Defaults returns the settings lanmirror uses when nothing is configured.
 func Defaults() Serve {
@@ -134,6 +155,12 @@ func ParseModuleFlag(s string) (Module, error) {
 // rsync module nor rsyncd.conf, the tree is served as module
 // gentoo-portage.
 func (s *Serve) Resolve() error {
+	if s.Store != "" && s.Store != "disk" && !s.RemoteStore() {
+		return fmt.Errorf("config: store %q: want empty (the data directory) or s3://BUCKET[/PREFIX]", s.Store)
+	}
+	if s.RemoteStore() && (s.MaxCache > 0 || s.CleanInterval > 0) {
+		return fmt.Errorf("config: the cache size cap and periodic cleaning work on the data directory, not on object storage: with store %s, expire objects with the bucket's lifecycle rules", s.Store)
+	}
 	if s.TreeUpstream != "" && s.Tree == "" {
 		s.Tree = filepath.Join(s.TreeDir(), "current")
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/objstore"
 )
 
 // sharedFile is an open file used by a download and its readers; it is
@@ -43,9 +45,10 @@ var errClosed = errors.New("distcache: reader closed")
 // Body is an object being served: complete in the store, or arriving from
 // a download that any number of Bodies share.
 type Body struct {
-	key  string
-	d    *download // nil for a stored object
-	file *sharedFile
+	key    string
+	d      *download // nil for a stored object
+	file   *sharedFile
+	remote objstore.Backend // a complete object on the remote backend (file nil)
 
 	etag  string    // see etag.go
 	taint *taintSet // the cache's tainted keys; nil: none
@@ -125,6 +128,9 @@ func (b *Body) NewReader(off int64) io.ReadCloser {
 	if b.closed.Load() {
 		return errReader{errClosed}
 	}
+	if b.remote != nil {
+		return newRemoteReader(b.remote, b.key, off, b.size)
+	}
 	if b.d == nil {
 		if b.offsetTaken.CompareAndSwap(false, true) {
 			// The first reader owns the file offset: it can be sent
@@ -166,7 +172,9 @@ func (b *Body) Wait(ctx context.Context) error {
 func (b *Body) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		b.file.release()
+		if b.file != nil {
+			b.file.release()
+		}
 	})
 	return nil
 }

@@ -2,6 +2,8 @@ package distcache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/objstore"
 )
 
 // Defaults of Options.
@@ -58,6 +62,21 @@ type Options struct {
 	TaintMax int
 	// Log receives the fetcher's messages; nil discards them.
 	Log *slog.Logger
+
+	// Remote, when set, holds the complete objects instead of the Store
+	// (S3: objstore.S3); the Store then only keeps the downloads in
+	// progress and the local records. nil: the Store's directory.
+	Remote objstore.Backend
+	// Node names this process in cluster leases (nil Remote or a Remote
+	// without leases: unused). "": host name, process id and a random
+	// suffix.
+	Node string
+	// Peer is this node's HTTP base URL, written in its leases (for
+	// operators and peers); may be "".
+	Peer string
+	// LeaseTTL is how long a lease lives without renewal: a node that
+	// dies mid-download holds the name that long (0: DefaultLeaseTTL).
+	LeaseTTL time.Duration
 }
 
 // DefaultIndexWait is the default of Options.IndexWait.
@@ -74,11 +93,18 @@ type IndexWaiter interface {
 	WaitIndexed(ctx context.Context) error
 }
 
+// DefaultLeaseTTL is the default Options.LeaseTTL.
+const DefaultLeaseTTL = 30 * time.Second
+
 // Cache is the coalescing fetcher on top of a Store: one upstream download
 // per object however many clients ask, streamed to all of them as it
 // arrives, resumed after breaks, verified before it is kept.
 type Cache struct {
 	store    *Store
+	remote   objstore.Backend
+	node     string
+	peer     string
+	leaseTTL time.Duration
 	client   *http.Client
 	verifier Verifier
 	fresh    time.Duration
@@ -107,6 +133,10 @@ func New(o Options) (*Cache, error) {
 	}
 	c := &Cache{
 		store:    o.Store,
+		remote:   o.Remote,
+		node:     o.Node,
+		peer:     o.Peer,
+		leaseTTL: o.LeaseTTL,
 		client:   o.Client,
 		verifier: o.Verifier,
 		fresh:    o.Fresh,
@@ -135,6 +165,12 @@ func New(o Options) (*Cache, error) {
 	}
 	if c.wait <= 0 {
 		c.wait = DefaultIndexWait
+	}
+	if c.leaseTTL <= 0 {
+		c.leaseTTL = DefaultLeaseTTL
+	}
+	if c.node == "" {
+		c.node = defaultNode()
 	}
 	for _, m := range o.Mirrors {
 		u, err := url.Parse(m)
@@ -260,7 +296,7 @@ func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Contex
 			return c.attach(ctx, d, Join)
 		}
 		// The store is read without the lock: hits are the common case.
-		l, err := c.lookup(obj)
+		l, err := c.lookup(ctx, obj)
 		if err != nil {
 			return nil, "", err
 		}
@@ -279,7 +315,7 @@ func (c *Cache) get(ctx context.Context, obj Object, sources func(context.Contex
 		}
 		if l.missing && try < 2 {
 			// A download may have committed it since the lookup.
-			if _, err := c.store.Stat(obj.Key); err == nil {
+			if c.exists(ctx, obj.Key) {
 				c.mu.Unlock()
 				continue
 			}
@@ -312,7 +348,10 @@ type lookupResult struct {
 	missing bool  // no object
 }
 
-func (c *Cache) lookup(obj Object) (lookupResult, error) {
+func (c *Cache) lookup(ctx context.Context, obj Object) (lookupResult, error) {
+	if c.remote != nil {
+		return c.lookupRemote(ctx, obj)
+	}
 	f, fi, err := c.store.Open(obj.Key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return lookupResult{missing: true}, nil
@@ -372,6 +411,14 @@ func (c *Cache) attach(ctx context.Context, d *download, o Outcome) (*Body, Outc
 }
 
 func (c *Cache) openStored(key string, expect *gentoo.Dist, o Outcome) (*Body, Outcome, error) {
+	if c.remote != nil {
+		in, err := c.remote.Stat(c.ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		c.store.MarkServed(key)
+		return remoteBody(c.remote, in, expect, c.taint), o, nil
+	}
 	f, fi, err := c.store.Open(key)
 	if err != nil {
 		return nil, "", err
@@ -405,4 +452,51 @@ func escapePath(p string) string {
 		segs[i] = url.PathEscape(s)
 	}
 	return strings.Join(segs, "/")
+}
+
+// exists reports whether the complete object key is stored.
+func (c *Cache) exists(ctx context.Context, key string) bool {
+	if c.remote != nil {
+		_, err := c.remote.Stat(ctx, key)
+		return err == nil
+	}
+	_, err := c.store.Stat(key)
+	return err == nil
+}
+
+// lookupRemote is lookup on the remote backend: a Stat, the body read
+// with ranged reads when served.
+func (c *Cache) lookupRemote(ctx context.Context, obj Object) (lookupResult, error) {
+	in, err := c.remote.Stat(ctx, obj.Key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lookupResult{missing: true}, nil
+	}
+	if err != nil {
+		return lookupResult{}, fmt.Errorf("%w: %s: object storage: %w", ErrUpstream, obj.Key, err)
+	}
+	switch {
+	case obj.Expect != nil && in.Size != obj.Expect.Size:
+		c.log.Warn("stored object has the wrong size for the Manifest; fetching it again",
+			"key", obj.Key, "size", in.Size, "manifest", obj.Expect.Size)
+		return lookupResult{}, nil
+	case obj.Volatile:
+		m, ok := c.store.readMeta(obj.Key)
+		if !ok || m.Fetched.Before(in.Stored) {
+			// Another node stored it (or this one forgot): what the
+			// object says.
+			m = meta{ETag: in.ETag, LastModified: in.LastModified, ContentType: in.ContentType, Fetched: in.Stored}
+		}
+		if c.now().Sub(m.Fetched) >= c.fresh {
+			return lookupResult{stale: &m}, nil
+		}
+	}
+	return lookupResult{hit: remoteBody(c.remote, in, obj.Expect, c.taint)}, nil
+}
+
+// defaultNode names this process in leases.
+func defaultNode() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }

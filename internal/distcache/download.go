@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/lanmirror/lanmirror/internal/metrics"
+	"github.com/lanmirror/lanmirror/internal/objstore"
 )
 
 const (
@@ -131,7 +133,9 @@ func (d *download) run() {
 	if f != nil {
 		f.release()
 	}
-	if !d.committed && d.tmp != "" {
+	if d.tmp != "" && (!d.committed || d.c.remote != nil) {
+		// (With a remote backend the committed object is a copy; readers
+		// still following the download hold the file open.)
 		d.c.store.root.Remove(d.tmp)
 	}
 	close(d.finished)
@@ -180,6 +184,25 @@ const (
 
 // fetch runs the download to its end and returns the metrics result.
 func (d *download) fetch(ctx context.Context) (string, error) {
+	if d.c.remote != nil && !d.hasStored && isRemoteLease(d.obj) {
+		lease, served, err := d.coordinate(ctx)
+		if err != nil {
+			return "error", fmt.Errorf("%w: %s: cluster lease: %w", ErrUpstream, d.key, err)
+		}
+		if served {
+			d.mu.Lock()
+			d.useStored, d.storedOutcome = true, Join
+			d.mu.Unlock()
+			d.leave()
+			d.markReady()
+			return "cluster", nil
+		}
+		if lease != nil {
+			var stop func()
+			ctx, stop = d.keepLease(ctx, lease)
+			defer stop()
+		}
+	}
 	f, tmp, err := d.c.store.createTemp()
 	if err != nil {
 		return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
@@ -207,7 +230,7 @@ func (d *download) fetch(ctx context.Context) (string, error) {
 			}
 			switch res {
 			case resComplete:
-				if err := d.commit(); err != nil {
+				if err := d.commit(ctx); err != nil {
 					return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
 				}
 				return "ok", nil
@@ -577,11 +600,14 @@ func (d *download) verify() string {
 
 // commit syncs the verified file, renames it into place and lets readers
 // read its last bytes.
-func (d *download) commit() error {
+func (d *download) commit(ctx context.Context) error {
 	d.mu.Lock()
 	f, modTime, lastMod := d.file.f, d.modTime, d.lastModified
 	m := meta{ETag: d.etag, LastModified: d.lastModified, ContentType: d.ctype, Fetched: d.c.now()}
 	d.mu.Unlock()
+	if d.c.remote != nil {
+		return d.commitRemote(ctx, f, m)
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -606,4 +632,126 @@ func (d *download) commit() error {
 	d.broadcast()
 	d.mu.Unlock()
 	return nil
+}
+
+// commitRemote stores the verified file on the remote backend (an atomic
+// PutObject or multipart upload) and lets readers read its last bytes.
+func (d *download) commitRemote(ctx context.Context, f *os.File, m meta) error {
+	d.mu.Lock()
+	in := objstore.Info{Key: d.key, Size: d.written, ContentType: d.ctype, ETag: d.etag, LastModified: d.lastModified}
+	if d.lastModified != "" {
+		in.ModTime = d.modTime
+	}
+	d.mu.Unlock()
+	if err := d.c.remote.Commit(ctx, d.key, f, in); err != nil {
+		return err
+	}
+	if d.obj.Volatile || !strings.HasPrefix(d.key, DistfilesPrefix) {
+		if err := d.c.store.writeMeta(d.key, m); err != nil {
+			d.c.log.Warn("cannot save object metadata", "key", d.key, "err", err)
+		}
+	}
+	d.mu.Lock()
+	d.committed = true
+	d.size = d.written
+	d.broadcast()
+	d.mu.Unlock()
+	return nil
+}
+
+// coordinate makes sure one node of the cluster downloads the object:
+// it returns served when the object is (or becomes) complete on the
+// remote backend, else the lease this node took to download it (nil
+// when the backend has no leases). While another node holds the lease it
+// polls, with backoff, until the object appears or the lease expires
+// (its holder died: this node takes it over); ctx bounds the wait.
+func (d *download) coordinate(ctx context.Context) (*objstore.Lease, bool, error) {
+	lr, ok := d.c.remote.(objstore.Leaser)
+	if !ok {
+		return nil, false, nil
+	}
+	wait := 50 * time.Millisecond
+	logged := false
+	for {
+		if d.remoteComplete(ctx) {
+			return nil, true, nil
+		}
+		l, li, err := lr.AcquireLease(ctx, d.key, d.c.node, d.c.peer, d.c.leaseTTL)
+		if err == nil {
+			if d.remoteComplete(ctx) {
+				// Committed by the previous holder just before it let go.
+				d.releaseLease(l)
+				return nil, true, nil
+			}
+			return l, false, nil
+		}
+		if !errors.Is(err, objstore.ErrLeaseHeld) {
+			return nil, false, err
+		}
+		if !logged {
+			d.c.log.Info("another node is downloading; waiting for it", "key", d.key, "holder", li.Holder, "expires", li.Expires)
+			logged = true
+		}
+		sleepCtx(ctx, wait)
+		if ctx.Err() != nil {
+			return nil, false, context.Cause(ctx)
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// remoteComplete reports whether the object is on the remote backend
+// (with the Manifest's size, when there is an entry).
+func (d *download) remoteComplete(ctx context.Context) bool {
+	in, err := d.c.remote.Stat(ctx, d.key)
+	return err == nil && (d.obj.Expect == nil || in.Size == d.obj.Expect.Size)
+}
+
+// errLeaseLost is the cause of a download stopped because its lease could
+// not be renewed (another node may have taken it over).
+var errLeaseLost = errors.New("cluster lease lost")
+
+// keepLease renews the lease every third of its time while the download
+// runs; a failed renewal cancels the returned context. stop ends the
+// renewals and releases the lease.
+func (d *download) keepLease(ctx context.Context, l *objstore.Lease) (context.Context, func()) {
+	lctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(d.c.leaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-lctx.Done():
+				return
+			case <-t.C:
+				rctx, rcancel := context.WithTimeout(lctx, d.c.leaseTTL/3)
+				err := l.Renew(rctx)
+				rcancel()
+				if err != nil {
+					d.c.log.Warn("cannot renew the cluster lease; stopping the download", "key", d.key, "err", err)
+					cancel(fmt.Errorf("%w: %w", errLeaseLost, err))
+					return
+				}
+			}
+		}
+	}()
+	return lctx, func() {
+		close(done)
+		<-exited
+		cancel(nil)
+		d.releaseLease(l)
+	}
+}
+
+func (d *download) releaseLease(l *objstore.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Release(ctx); err != nil {
+		d.c.log.Warn("cannot release the cluster lease", "key", d.key, "err", err)
+	}
 }

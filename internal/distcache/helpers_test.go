@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/objstore"
 )
 
 // upstream is a test HTTP server whose routes the test controls; it
@@ -144,6 +145,11 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// testRemote, when set, gives the remote backend newTestCache's caches
+// use (TestCacheSuiteOnS3 sets it to run this package's cache tests
+// against S3); nil: the local disk.
+var testRemote func(t *testing.T) objstore.Backend
+
 // newTestCache opens a store in dir (a fresh temp dir when "") and a
 // cache on it; both are closed at the end of the test.
 func newTestCache(t *testing.T, dir string, o Options) *Cache {
@@ -156,6 +162,9 @@ func newTestCache(t *testing.T, dir string, o Options) *Cache {
 		t.Fatal(err)
 	}
 	o.Store = st
+	if testRemote != nil && o.Remote == nil {
+		o.Remote = testRemote(t)
+	}
 	if o.Log == nil {
 		o.Log = testLogger(t)
 	}
@@ -206,6 +215,18 @@ func readAll(t *testing.T, b *Body, off int64) ([]byte, error) {
 // storedBytes returns the object's bytes from the store, or nil.
 func storedBytes(t *testing.T, c *Cache, key string) []byte {
 	t.Helper()
+	if c.remote != nil {
+		rc, err := c.remote.Open(context.Background(), key, 0)
+		if err != nil {
+			return nil
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 	f, _, err := c.store.Open(key)
 	if err != nil {
 		return nil
@@ -216,6 +237,24 @@ func storedBytes(t *testing.T, c *Cache, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// storedModTime returns the stored object's modification time (zero when
+// there is no object).
+func storedModTime(t *testing.T, c *Cache, key string) time.Time {
+	t.Helper()
+	if c.remote != nil {
+		in, err := c.remote.Stat(context.Background(), key)
+		if err != nil {
+			return time.Time{}
+		}
+		return in.ModTime
+	}
+	fi, err := c.store.Stat(key)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }
 
 func partialEmpty(t *testing.T, c *Cache) {

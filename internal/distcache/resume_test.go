@@ -52,9 +52,8 @@ func TestResumeSameSource(t *testing.T) {
 	if !b.ModTime().Equal(mod) {
 		t.Errorf("ModTime = %v, want %v", b.ModTime(), mod)
 	}
-	fi, _ := c.store.Stat("distfiles/r.tar")
-	if !fi.ModTime().Equal(mod) {
-		t.Errorf("file mtime = %v, want upstream Last-Modified", fi.ModTime())
+	if got := storedModTime(t, c, "distfiles/r.tar"); !got.Equal(mod) {
+		t.Errorf("file mtime = %v, want upstream Last-Modified", got)
 	}
 }
 

@@ -120,6 +120,9 @@ type Options struct {
 	BinhostUpstream string
 	// Stats reports the cache size for the status page; may be nil.
 	Stats Stats
+	// Health, when set, tells whether the node can serve (e.g. its object
+	// storage answers); /healthz answers 503 with its error. nil: healthy.
+	Health func(ctx context.Context) error
 	// AccessLog receives one line per request; nil discards.
 	AccessLog io.Writer
 	// Log receives everything else; nil discards.
@@ -226,6 +229,10 @@ func (s *Server) serveLocal(rw http.ResponseWriter, r *http.Request) {
 		s.serveStatus(rw, r)
 		return
 	}
+	if len(segs) == 1 && segs[0] == "healthz" {
+		s.serveHealth(rw, r)
+		return
+	}
 	switch segs[0] {
 	case "distfiles":
 		s.serveMirror(rw, r, segs[1:])
@@ -311,4 +318,24 @@ const indexRetryAfter = 10
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// serveHealth answers the load balancer's health check: 200 "ok", or 503
+// with the reason when Options.Health reports a problem.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if h := s.opt.Health; h != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := h(ctx)
+		cancel()
+		if err != nil {
+			textError(w, http.StatusServiceUnavailable, "503 unhealthy: "+err.Error()+"\n")
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, "ok\n")
+	}
 }
