@@ -34,7 +34,7 @@ The daemon does the same on a schedule with serve --tree-upstream.`,
 			if err != nil {
 				return err
 			}
-			sy := &tree.Syncer{Store: st, Upstream: cfg.TreeUpstream, Keep: cfg.TreeKeep,
+			sy := &tree.Syncer{Store: st, Upstreams: []string{cfg.TreeUpstream}, Keep: cfg.TreeKeep,
 				Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 			res, err := sy.Sync(cmd.Context())
 			if err != nil {
@@ -63,7 +63,7 @@ func (s *server) openTreeSync(_ context.Context) (func(context.Context) error, e
 	if err != nil {
 		return nil, err
 	}
-	sy := &tree.Syncer{Store: st, Upstream: s.cfg.TreeUpstream, Keep: s.cfg.TreeKeep, Log: s.log}
+	sy := &tree.Syncer{Store: st, Upstreams: []string{s.cfg.TreeUpstream}, Keep: s.cfg.TreeKeep, Log: s.log}
 	return func(ctx context.Context) error {
 		sy.Run(ctx, s.cfg.TreeInterval)
 		return nil

@@ -4,19 +4,18 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 func needRsync(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync client not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -29,8 +28,15 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// stamp writes the tree's timestamp.chk with its mtime at that time, as
+// a real tree has it (rsync's quick check compares size and mtime, and
+// every timestamp.chk has the same size).
 func stamp(t *testing.T, root string, when time.Time) {
-	writeFile(t, filepath.Join(root, TimestampFile), when.UTC().Format(TimestampLayout)+"\n")
+	p := filepath.Join(root, TimestampFile)
+	writeFile(t, p, when.UTC().Format(TimestampLayout)+"\n")
+	if err := os.Chtimes(p, when, when); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func makeUpstream(t *testing.T) string {
@@ -88,7 +94,7 @@ func TestSyncPublishesAtomicSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	var published []Snapshot
-	sy := &Syncer{Store: st, Upstream: up, OnPublish: func(s Snapshot) { published = append(published, s) }}
+	sy := &Syncer{Store: st, Upstreams: []string{up}, OnPublish: func(s Snapshot) { published = append(published, s) }}
 	ctx := context.Background()
 
 	res, err := sy.Sync(ctx)
@@ -156,20 +162,21 @@ func TestFailedSyncKeepsPublishedTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sy := &Syncer{Store: st, Upstream: up}
+	sy := &Syncer{Store: st, Upstreams: []string{up}}
 	first, err := sy.Sync(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A broken upstream (gone) fails without touching the published tree
 	// and leaves no incoming directory behind.
-	sy.Upstream = filepath.Join(t.TempDir(), "missing")
+	sy.Upstreams = []string{filepath.Join(t.TempDir(), "missing")}
 	if _, err := sy.Sync(context.Background()); err == nil {
 		t.Fatal("sync from a missing upstream succeeded")
 	}
 	// An upstream that is not a Gentoo tree is refused too.
-	sy.Upstream = t.TempDir()
-	writeFile(t, filepath.Join(sy.Upstream, "x"), "x")
+	notTree := t.TempDir()
+	writeFile(t, filepath.Join(notTree, "x"), "x")
+	sy.Upstreams = []string{notTree}
 	if _, err := sy.Sync(context.Background()); err == nil {
 		t.Fatal("sync from a non-tree upstream succeeded")
 	}
@@ -233,17 +240,20 @@ func TestPruneKeepsPinnedAndCurrent(t *testing.T) {
 			}
 		}
 	}
-	removed, err := st.Prune(2)
+	pr, err := st.Prune(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(removed) != 2 || removed[0] != snaps[0].ID || removed[1] != snaps[2].ID {
-		t.Fatalf("removed %v, want snapshots 0 and 2", removed)
+	if len(pr.Removed) != 2 || pr.Removed[0] != snaps[0].ID || pr.Removed[1] != snaps[2].ID {
+		t.Fatalf("removed %v, want snapshots 0 and 2", pr.Removed)
+	}
+	if len(pr.Held) != 1 || pr.Held[0] != snaps[1].ID {
+		t.Fatalf("held %v, want snapshot 1", pr.Held)
 	}
 	release()
-	removed, err = st.Prune(2)
-	if err != nil || len(removed) != 1 || removed[0] != snaps[1].ID {
-		t.Fatalf("after release removed %v %v", removed, err)
+	pr, err = st.Prune(2)
+	if err != nil || len(pr.Removed) != 1 || pr.Removed[0] != snaps[1].ID || len(pr.Held) != 0 {
+		t.Fatalf("after release %+v %v", pr, err)
 	}
 	cur, _, _ := st.Current()
 	if cur.ID != snaps[4].ID {
@@ -272,7 +282,7 @@ func TestVerifyRefusalKeepsPublishedTree(t *testing.T) {
 		}
 		return nil
 	}
-	sy := &Syncer{Store: st, Upstream: up, Verify: verify}
+	sy := &Syncer{Store: st, Upstreams: []string{up}, Verify: verify}
 	first, err := sy.Sync(context.Background())
 	if err != nil || !first.Changed {
 		t.Fatalf("first sync: %+v %v", first, err)
