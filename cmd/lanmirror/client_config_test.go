@@ -18,6 +18,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/binpkg"
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 	"github.com/spf13/pflag"
 )
 
@@ -159,9 +160,7 @@ func ccPortageRun(t *testing.T, fcmd, distdir, file, uri string) {
 
 func TestClientConfigAgainstServer(t *testing.T) {
 	for _, tool := range []string{"bash", "wget", "sh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
+		testutil.RequireTool(t, tool)
 	}
 	// A server with the binary package handler at /binpkgs/ and a ccRecorder
 	// at /fetch/, on loopback.
@@ -379,9 +378,7 @@ func TestClientConfigSettings(t *testing.T) {
 // and test upstream): Portage's mirror requests, the fetch-through
 // commands, the local mirror and the binhost all reach what they should.
 func TestClientConfigWithLanmirrorHTTP(t *testing.T) {
-	if _, err := exec.LookPath("wget"); err != nil {
-		t.Skip("wget not installed")
-	}
+	testutil.RequireTool(t, "wget")
 	up := newHTUpstream(t)
 	dist := bytes.Repeat([]byte("distfile bytes "), 3000)
 	up.put("/distfiles/foo-1.0.tar.gz", dist)
@@ -438,9 +435,7 @@ func TestClientConfigWithLanmirrorHTTP(t *testing.T) {
 // component serving --tree): stock rsync with Portage's options, the way
 // emerge --sync runs it, mirrors the tree.
 func TestClientConfigWithLanmirrorRsync(t *testing.T) {
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 	tree := t.TempDir()
 	os.MkdirAll(filepath.Join(tree, "metadata"), 0o755)
 	os.MkdirAll(filepath.Join(tree, "app-misc", "foo"), 0o755)
@@ -497,9 +492,7 @@ func TestClientConfigWithLanmirrorRsync(t *testing.T) {
 // --binpkgs with --binhost-upstream: the client's one binrepo lists and
 // serves both the local packages and the upstream binhost's.
 func TestClientConfigLocalAndUpstreamBinhost(t *testing.T) {
-	if _, err := exec.LookPath("wget"); err != nil {
-		t.Skip("wget not installed")
-	}
+	testutil.RequireTool(t, "wget")
 	upPkg := bytes.Repeat([]byte("upstream package "), 1000)
 	up := newHTUpstream(t)
 	up.put("/bh/Packages", []byte("ARCH: amd64\nCHOST: x86_64-pc-linux-gnu\nPACKAGES: 1\nTIMESTAMP: 1700000000\nVERSION: 0\n\n"+

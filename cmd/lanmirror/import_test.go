@@ -13,6 +13,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // testTree writes an ebuild repository at dir whose package Manifests carry
@@ -276,14 +277,14 @@ func TestImportUnknownFlagAndErrors(t *testing.T) {
 func TestImportCopiesAcrossFileSystems(t *testing.T) {
 	shm, err := os.MkdirTemp("/dev/shm", "lanmirror-import-")
 	if err != nil {
-		t.Skipf("no /dev/shm: %v", err)
+		testutil.MissingTool(t, "no writable /dev/shm (a tmpfs on another file system than the temp dir): "+err.Error())
 	}
 	t.Cleanup(func() { os.RemoveAll(shm) })
 	data := filepath.Join(t.TempDir(), "data")
 	os.MkdirAll(data, 0o755)
 	var a, b syscall.Stat_t
 	if syscall.Stat(shm, &a) != nil || syscall.Stat(data, &b) != nil || a.Dev == b.Dev {
-		t.Skip("/dev/shm is on the same file system as the temp dir")
+		testutil.MissingTool(t, "/dev/shm is on the same file system as the temp dir "+os.TempDir()+": no cross-file-system import to test")
 	}
 	tree := filepath.Join(t.TempDir(), "tree")
 	file := content("cross-fs", 50_000)
@@ -305,10 +306,7 @@ func TestImportCopiesAcrossFileSystems(t *testing.T) {
 // The progress bar appears on a terminal (a pty from script(1)) and not
 // when standard error is a pipe. The test binary runs as lanmirror.
 func TestImportProgressBarOnTerminal(t *testing.T) {
-	script, err := exec.LookPath("script")
-	if err != nil {
-		t.Skip("script(1) not installed")
-	}
+	script := testutil.RequireTool(t, "script")
 	f := newImportFixture(t)
 	run := func(tty bool, data string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -25,6 +25,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 	"golang.org/x/crypto/blake2b"
 )
 
@@ -190,9 +191,7 @@ type htResult struct {
 // a private HOME, WGETRC=/dev/null and env).
 func htRun(t *testing.T, dir string, env []string, name string, args ...string) htResult {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed", name)
-	}
+	testutil.RequireTool(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)

@@ -173,9 +173,7 @@ func worldReadableDir(t *testing.T) string {
 // TestServeRsyncBinary runs the built binary: `lanmirror serve --http ”
 // --rsyncd-conf FILE` against the stock rsync client.
 func TestServeRsyncBinary(t *testing.T) {
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Fatal("stock rsync client not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 	bin := buildRsyncTestBinary(t, worldReadableDir(t))
 	t.Run("EndToEnd", func(t *testing.T) { serveRsyncEndToEnd(t, bin) })
 	t.Run("DropsPrivileges", func(t *testing.T) { serveRsyncDropsPrivileges(t, bin) })

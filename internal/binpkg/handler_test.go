@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // testPkg is one package of the test PKGDIR.
@@ -403,11 +404,7 @@ func mustAtoi(t *testing.T, s string) int64 {
 
 func lookCurl(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed")
-	}
-	return p
+	return testutil.RequireTool(t, "curl")
 }
 
 // runCurl fetches url with stock curl and returns the body and HTTP status.

@@ -18,6 +18,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // Test packages are built here, from the format descriptions (xpak(5),
@@ -107,9 +109,7 @@ func compress(t testing.TB, ext string, b []byte) []byte {
 		zw.Close()
 	case ".bz2":
 		// No bzip2 writer in Go: the stock bzip2 tool, when installed.
-		if _, err := exec.LookPath("bzip2"); err != nil {
-			t.Skip("bzip2 not installed")
-		}
+		testutil.RequireTool(t, "bzip2")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bzip2", "-c")

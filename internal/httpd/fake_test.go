@@ -16,6 +16,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // fakeObject is what the fake cache holds for one name or key.
@@ -175,9 +176,7 @@ type runResult struct {
 // environment: only PATH, a private HOME and the given variables.
 func runClient(t *testing.T, dir string, env []string, name string, args ...string) runResult {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed", name)
-	}
+	testutil.RequireTool(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)

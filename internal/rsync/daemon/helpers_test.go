@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // testServer is a daemon running in-process on 127.0.0.1.
@@ -90,9 +91,7 @@ type rsyncResult struct {
 // runRsync runs the stock rsync client with a deadline.
 func runRsync(t *testing.T, timeout time.Duration, args ...string) rsyncResult {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Fatal("stock rsync client not installed (apt-get install rsync)")
-	}
+	testutil.RequireTool(t, "rsync")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "rsync", args...)

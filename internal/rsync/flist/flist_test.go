@@ -16,6 +16,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/rsync/filter"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // makeTree builds a tree with names that exercise the sort rules.
@@ -74,9 +75,7 @@ func names(l *List) []string {
 // the names `rsync --list-only` prints for src at the given protocol.
 func stockListing(t *testing.T, dir string, src string, proto int, extra ...string) []string {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 	tmp := t.TempDir()
 	conf := filepath.Join(tmp, "rsyncd.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("use chroot = no\nread only = yes\n[mod]\npath = %s\n", dir)), 0o644); err != nil {

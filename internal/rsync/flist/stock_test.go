@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // stockFlist runs the stock rsync as a server sender over dir at a
@@ -34,9 +35,7 @@ func stockFlistFlags(t *testing.T, dir string, proto int, flags string) []byte {
 // stockFlistPath is stockFlistFlags for any source path argument.
 func stockFlistPath(t *testing.T, src string, proto int, flags string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 	cmd := exec.Command("rsync", "--server", "--sender", flags, ".", src)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // TestFileSumShared: with a watched scan, -c sums are computed once and
@@ -44,7 +46,7 @@ func TestFileSumShared(t *testing.T) {
 	}
 	f := entry()
 	if c.watch.get() == nil {
-		t.Skip("inotify unavailable here")
+		testutil.MissingTool(t, "inotify unavailable here (fs.inotify.max_user_instances/max_user_watches exhausted?)")
 	}
 	for range 3 {
 		sum, err := c.FileSum(f, "md5", compute)

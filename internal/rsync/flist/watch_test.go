@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // TestWatchedScanSeesEveryChange: with directory watches (Linux), a
@@ -42,7 +44,7 @@ func TestWatchedScanSeesEveryChange(t *testing.T) {
 		t.Fatalf("initial entry %+v", e)
 	}
 	if c.watch.get() == nil {
-		t.Skip("inotify unavailable here")
+		testutil.MissingTool(t, "inotify unavailable here (fs.inotify.max_user_instances/max_user_watches exhausted?)")
 	}
 	if err := os.Chmod(f, 0o600); err != nil {
 		t.Fatal(err)

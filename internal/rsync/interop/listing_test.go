@@ -1,10 +1,10 @@
 package interop
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // needBoth skips comparisons with stock rsyncd when the suite was narrowed
@@ -141,28 +141,23 @@ func TestModuleListMatchesStock(t *testing.T) {
 	}
 }
 
-// TestRelativeRefusedClearly: lanmirror does not implement -R
-// (--relative); a client asking for it must get a message naming the
-// option, promptly, never a hang. Stock rsyncd serves it.
-func TestRelativeRefusedClearly(t *testing.T) {
-	forEachServer(t, func(t *testing.T, kind serverKind) {
-		src := newTree(t, 52, 50)
-		srv := startServer(t, kind, serverConf{modules: []module{{name: "tree", path: src}}})
-		r := rsyncCmdTimeout(t, 20*time.Second, "--list-only", "-r", "-R", srv.url("tree/metadata/news"))
-		if kind == kindStock {
-			if r.code != 0 || !strings.Contains(r.stdout, "metadata/news") {
-				t.Errorf("stock rsyncd -R listing:\n%s", r)
-			}
-			return
-		}
-		if r.code == 0 {
-			if !strings.Contains(r.stdout, "metadata/news") {
-				t.Errorf("-R listing lacks the relative path:\n%s", r)
-			}
-			return
-		}
-		if !strings.Contains(r.stderr, "-R") && !strings.Contains(r.stderr, "relative") {
-			t.Errorf("-R refused without naming the option:\n%s", r)
-		}
-	})
+// TestRelativeMatchesStock: -R (--relative) listings and a -R transfer
+// of a subdirectory give the same as stock rsyncd: the path below the
+// module is kept on the client side.
+func TestRelativeMatchesStock(t *testing.T) {
+	needBoth(t)
+	src := newTree(t, 52, 50)
+	conf := serverConf{modules: []module{{name: "tree", path: src}}}
+	stock := startServer(t, kindStock, conf)
+	lm := startServer(t, kindLanmirror, conf)
+	sameOutput(t, stock, lm, []string{"--list-only", "-r", "-R"}, "tree/metadata/news")
+	sameOutput(t, stock, lm, []string{"--list-only", "-r", "-R", "--protocol=29"}, "tree/metadata/news")
+	sameOutput(t, stock, lm, []string{"--list-only", "-R"}, "tree/metadata/timestamp.chk")
+	r := mustRsync(t, "--list-only", "-r", "-R", lm.url("tree/metadata/news"))
+	if !strings.Contains(r.stdout, "metadata/news") {
+		t.Errorf("-R listing lacks the relative path:\n%s", r)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	mustRsync(t, "-a", "-R", lm.url("tree/metadata/news"), dst+"/")
+	compareTrees(t, filepath.Join(src, "metadata", "news"), filepath.Join(dst, "metadata", "news"), archiveCmp(0))
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // Paths found or built once per test binary run.
@@ -93,11 +95,11 @@ func buildLanmirror(dir string) (string, error) {
 	return out, nil
 }
 
-// needRsync skips the test when the stock rsync client is not installed
-// (CI installs it; see .ci/run).
+// needRsync fails the test (skips it with LANMIRROR_ALLOW_SKIP=1) when
+// the stock rsync client is not installed (CI installs it; see .ci/run).
 func needRsync(t *testing.T) {
 	t.Helper()
 	if rsyncBin == "" {
-		t.Skip("stock rsync is not installed (apt-get install rsync): the interop suite needs it as the oracle")
+		testutil.MissingTool(t, "stock rsync is not installed (apt-get install rsync): the interop suite needs it as the oracle")
 	}
 }

@@ -292,10 +292,24 @@ func TestOddNames(t *testing.T) {
 	})
 }
 
+// lanmirrorRefuses maps the options of TestOtherClientOptions lanmirror
+// refuses to the part of its error message that names the option.
+var lanmirrorRefuses = map[string]string{
+	"-aH":         "option -H is not supported",
+	"-aHAX":       "option -H is not supported",
+	"-aA":         "option -A is not supported",
+	"-aX":         "option -X is not supported",
+	"-aU":         "option -U (--atimes) is not supported",
+	"-a --atimes": "option -U (--atimes) is not supported",
+	"-a -s":       "option -s (protect-args) is not supported",
+	"-a -F":       "merge rules are not supported",
+}
+
 // TestOtherClientOptions: options people add out of habit (-aH, -aHAX,
-// -U, -F, -s, ...). Each must either work (the tree arrives whole) or be
-// refused with a message that says what is not supported; never a broken
-// protocol stream.
+// -U, -F, -s, ...). Stock rsyncd serves all of them; lanmirror serves all
+// but those in lanmirrorRefuses, which it refuses with a message naming
+// what is not supported (never a broken protocol stream). The outcome of
+// each option is pinned: a change either way fails here.
 func TestOtherClientOptions(t *testing.T) {
 	forEachServer(t, func(t *testing.T, kind serverKind) {
 		src := newTree(t, 90, 60)
@@ -311,11 +325,17 @@ func TestOtherClientOptions(t *testing.T) {
 				t.Parallel()
 				dst := filepath.Join(t.TempDir(), "dst")
 				r := rsyncCmd(t, append(strings.Fields(opts), srv.url("tree/"), dst+"/")...)
-				if r.code != 0 {
-					if !strings.Contains(r.stderr, "not supported") && !strings.Contains(r.stderr, "refuse") {
-						t.Errorf("failed without saying what is not supported:\n%s", r)
+				if want, refused := lanmirrorRefuses[opts]; refused && kind == kindLanmirror {
+					if r.code == 0 {
+						t.Fatalf("lanmirror accepted %s, refused until now: update lanmirrorRefuses\n%s", opts, r)
+					}
+					if !strings.Contains(r.stderr, want) {
+						t.Errorf("refused without saying %q:\n%s", want, r)
 					}
 					return
+				}
+				if r.code != 0 {
+					t.Fatalf("%s failed:\n%s", opts, r)
 				}
 				compareTrees(t, src, dst, archiveCmp(0))
 				if strings.Contains(opts, "H") {

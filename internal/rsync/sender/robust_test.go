@@ -17,6 +17,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/rsync/flist"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // TestVanishedFile removes a file after the shared list was built: the
@@ -98,6 +99,7 @@ func TestMissingSourcePath(t *testing.T) {
 
 // TestConcurrentClients runs several clients at once on one shared list.
 func TestConcurrentClients(t *testing.T) {
+	testutil.RequireTool(t, "rsync") // before the clients' goroutines
 	src := t.TempDir()
 	makeTree(t, src, 100)
 	srv := startServer(t, src, true)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/rsync/flist"
+	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
 // testServer is a minimal rsync daemon for tests: it does the @RSYNCD
@@ -164,9 +165,7 @@ func (c rwConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
 // combined output and error.
 func rsyncCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("stock rsync client not installed")
-	}
+	testutil.RequireTool(t, "rsync")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "rsync", args...)
