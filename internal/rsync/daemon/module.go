@@ -11,6 +11,7 @@ import (
 
 	"github.com/lanmirror/lanmirror/internal/acl"
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/dirlock"
 	"github.com/lanmirror/lanmirror/internal/rsync/flist"
 )
 
@@ -99,19 +100,62 @@ func (m *module) unclaim() {
 	m.mu.Unlock()
 }
 
-// acquire resolves the module path now and returns the tree serving it,
-// opening a new Root and file list cache when the path points somewhere
-// new (a switched symlink, or another directory renamed into place).
-// Release it with release.
-func (m *module) acquire() (*tree, error) {
-	target, err := filepath.EvalSymlinks(m.cfg.Path)
-	if err != nil {
-		return nil, fmt.Errorf("resolve module path: %w", err)
+// lease is one session's use of a module tree: the tree, and a shared
+// flock on its directory (internal/dirlock) that keeps the tree mirror's
+// prune, in this process or another, from removing the snapshot while the
+// session reads it.
+type lease struct {
+	*tree
+	pin *dirlock.Lock
+}
+
+// errReplaced: the resolved directory was replaced while it was opened.
+var errReplaced = errors.New("module directory replaced while opening it")
+
+// acquire resolves the module path now, pins the directory it leads to
+// and returns the tree serving it, opening a new Root and file list cache
+// when the path points somewhere new (a switched symlink, or another
+// directory renamed into place). Everything the session reads comes from
+// that one directory. Release it with release.
+func (m *module) acquire() (*lease, error) {
+	var last error
+	for range 20 {
+		target, err := filepath.EvalSymlinks(m.cfg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("resolve module path: %w", err)
+		}
+		pin, err := dirlock.Pin(target)
+		if errors.Is(err, os.ErrNotExist) {
+			// Pruned between resolving and pinning: resolve again.
+			last = err
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("module path: %w", err)
+		}
+		dirInfo, err := pin.Stat()
+		if err != nil {
+			pin.Close()
+			return nil, fmt.Errorf("module path: %w", err)
+		}
+		t, err := m.treeFor(target, dirInfo)
+		if errors.Is(err, errReplaced) {
+			pin.Close()
+			last = err
+			continue
+		}
+		if err != nil {
+			pin.Close()
+			return nil, err
+		}
+		return &lease{tree: t, pin: pin}, nil
 	}
-	dirInfo, err := os.Stat(target)
-	if err != nil {
-		return nil, fmt.Errorf("module path: %w", err)
-	}
+	return nil, fmt.Errorf("module path keeps changing: %w", last)
+}
+
+// treeFor returns the tree of the directory target (dirInfo), counting a
+// reference.
+func (m *module) treeFor(target string, dirInfo os.FileInfo) (*tree, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur != nil && m.cur.target == target {
@@ -125,10 +169,15 @@ func (m *module) acquire() (*tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open module path: %w", err)
 	}
+	if rootInfo, err := root.Stat("."); err != nil || !os.SameFile(rootInfo, dirInfo) {
+		root.Close()
+		return nil, errReplaced
+	}
 	t := &tree{target: target, root: root, lists: flist.NewCache(root, m.cfg.Exclude, m.log), refs: 1}
 	if old := m.cur; old != nil {
 		old.stale = true
 		if old.refs == 0 {
+			old.lists.Close()
 			old.root.Close()
 		}
 		m.log.Info("rsync module now serves a new tree", "path", m.cfg.Path, "target", target, "previous", old.target)
@@ -137,14 +186,18 @@ func (m *module) acquire() (*tree, error) {
 	return t, nil
 }
 
-// release ends a session's use of t, closing it if it was replaced.
-func (m *module) release(t *tree) {
+// release ends a session's use of its tree, unpinning it and closing the
+// tree if it was replaced.
+func (m *module) release(l *lease) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	t := l.tree
 	t.refs--
 	if t.stale && t.refs == 0 {
+		t.lists.Close()
 		t.root.Close()
 	}
+	l.pin.Close()
 }
 
 // close releases the current tree (the server is shutting down; no
