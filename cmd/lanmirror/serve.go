@@ -15,6 +15,8 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/status"
+	"github.com/lanmirror/lanmirror/internal/tree"
 	"github.com/spf13/cobra"
 )
 
@@ -33,6 +35,10 @@ type server struct {
 	// when nothing uses it).
 	index *gentoo.TreeIndex
 
+	// status carries the parts' figures to the HTTP status page and
+	// /metrics: each part registers its source when it opens.
+	status *status.Board
+
 	storeOnce sync.Once
 	store     *distcache.Store
 	storeErr  error
@@ -48,7 +54,11 @@ type part struct {
 
 // newServer wires a server for cfg; it does no I/O.
 func newServer(cfg *config.Serve, log *slog.Logger, accessLog io.Writer) *server {
-	s := &server{cfg: cfg, log: log, accessLog: accessLog}
+	s := &server{cfg: cfg, log: log, accessLog: accessLog, status: &status.Board{}}
+	if cfg.Tree != "" {
+		tr := cfg.Tree
+		s.status.SetTree(func() (status.Tree, bool) { return tree.Describe(tr) })
+	}
 	if cfg.Tree != "" && (cfg.HTTPAddr != "" || cleanEnabled(cfg)) {
 		s.index = gentoo.NewTreeIndex(cfg.Tree, gentoo.TreeIndexOptions{Log: log})
 	}

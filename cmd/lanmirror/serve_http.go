@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/lanmirror/lanmirror/internal/httpd"
 	"github.com/lanmirror/lanmirror/internal/objstore"
+	"github.com/lanmirror/lanmirror/internal/status"
 )
 
 // openHTTP binds the HTTP listener and builds the cache and the routes.
@@ -63,6 +65,14 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 			return nil, err
 		}
 	}
+	s.status.SetCache(stats)
+	s.status.SetDownloads(func() []status.Download {
+		var ds []status.Download
+		for _, p := range cache.Downloads() {
+			ds = append(ds, status.Download{Name: strings.TrimPrefix(p.Key, distcache.DistfilesPrefix), Written: p.Written, Size: p.Size})
+		}
+		return ds
+	})
 	srv, err := httpd.New(httpd.Options{
 		Cache:           httpd.FromDistcache(cache),
 		Allow:           allow,
@@ -74,6 +84,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 		BinhostUpstream: cfg.BinhostUpstream,
 		Stats:           stats,
 		Health:          health,
+		Status:          s.status,
 		AccessLog:       s.accessLog,
 		Log:             s.log,
 	})

@@ -126,6 +126,7 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
+	sv.status.SetRsync(srv.Sessions)
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", s.addr, err)

@@ -331,7 +331,9 @@ func (d *download) attempt(ctx context.Context, src string) (attemptResult, stri
 			req.Header.Set("If-Modified-Since", d.stale.LastModified)
 		}
 	}
+	began := time.Now()
 	resp, err := d.c.client.Do(req)
+	d.c.observeAttempt(src, began, resp, err)
 	if err != nil {
 		err = causeOf(actx, err)
 		return resNextSource, err.Error(), err

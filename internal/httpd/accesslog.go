@@ -142,6 +142,7 @@ func (s *Server) finish(w *recorder, r *http.Request) {
 	io.WriteString(s.opt.AccessLog, line)
 	s.logMu.Unlock()
 	s.recent.add(line)
+	s.hits.count(outcome, status, w.bytes)
 	metrics.HTTPRequests.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
 	metrics.HTTPBytes.Add(float64(w.bytes))
 }

@@ -43,6 +43,8 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/metrics"
+	"github.com/lanmirror/lanmirror/internal/status"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Body is one object being served: complete in the cache, or still being
@@ -119,10 +121,14 @@ type Options struct {
 	// under /binpkgs/ when Binpkgs has no such file; "" when none.
 	BinhostUpstream string
 	// Stats reports the cache size for the status page; may be nil.
+	// Status's cache source, when set, is used instead.
 	Stats Stats
 	// Health, when set, tells whether the node can serve (e.g. its object
 	// storage answers); /healthz answers 503 with its error. nil: healthy.
 	Health func(ctx context.Context) error
+	// Status carries the other components' figures (downloads, tree,
+	// rsync sessions) to the status page and /metrics; may be nil.
+	Status *status.Board
 	// AccessLog receives one line per request; nil discards.
 	AccessLog io.Writer
 	// Log receives everything else; nil discards.
@@ -138,6 +144,8 @@ type Server struct {
 	start   time.Time
 	logMu   sync.Mutex
 	recent  recentRing
+	hits    hitStats
+	metrics http.Handler // /metrics: the shared registry and the tree age
 }
 
 // New builds a Server from opt. Alias directories are opened here (with
@@ -160,6 +168,9 @@ func New(opt Options) (*Server, error) {
 		s.opt.LayoutConf = []byte(defaultLayoutConf)
 	}
 	s.opt.BinhostUpstream = strings.TrimRight(s.opt.BinhostUpstream, "/")
+	own := prometheus.NewRegistry()
+	own.MustRegister(newTreeAgeCollector(s.opt.Status))
+	s.metrics = metrics.Handler(own)
 	s.aliases = map[string]*aliasDir{}
 	for _, a := range opt.Aliases {
 		switch a.Name {
@@ -245,7 +256,7 @@ func (s *Server) serveLocal(rw http.ResponseWriter, r *http.Request) {
 			notFound(rw, r)
 			return
 		}
-		metrics.Handler().ServeHTTP(rw, r)
+		s.metrics.ServeHTTP(rw, r)
 	default:
 		if d, ok := s.aliases[segs[0]]; ok {
 			d.serve(rw, r, segs[1:])

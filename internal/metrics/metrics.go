@@ -36,6 +36,20 @@ var (
 		Name: "lanmirror_upstream_fetches_total",
 		Help: "Upstream downloads by result.",
 	}, []string{"result"})
+	// UpstreamErrors counts failed upstream requests by mirror (its base
+	// URL, or "origin" for other URLs) and error ("network" or the HTTP
+	// status).
+	UpstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lanmirror_upstream_errors_total",
+		Help: "Failed upstream requests by mirror and error (network or HTTP status).",
+	}, []string{"mirror", "error"})
+	// UpstreamLatency is the time from an upstream request until its
+	// answer's headers, by mirror.
+	UpstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lanmirror_upstream_latency_seconds",
+		Help:    "Time from an upstream request to its response headers, by mirror.",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"mirror"})
 	// ActiveDownloads is the number of upstream downloads in progress.
 	ActiveDownloads = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lanmirror_upstream_active_downloads",
@@ -72,12 +86,13 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, HTTPBytes, UpstreamBytes, UpstreamFetches, ActiveDownloads,
+		HTTPRequests, HTTPBytes, UpstreamBytes, UpstreamFetches, UpstreamErrors, UpstreamLatency, ActiveDownloads,
 		RsyncSessions, RsyncActive, RsyncBytes, TreeSyncs, TreePublished,
 	)
 }
 
-// Handler serves the metrics in the Prometheus text format.
-func Handler() http.Handler {
-	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})
+// Handler serves the metrics in the Prometheus text format: Registry's
+// and those of the extra gatherers (metrics of one server instance).
+func Handler(extra ...prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(append(prometheus.Gatherers{Registry}, extra...), promhttp.HandlerOpts{})
 }

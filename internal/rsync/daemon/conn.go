@@ -160,6 +160,9 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 	active := metrics.RsyncActive.WithLabelValues(name)
 	active.Inc()
 	defer active.Dec()
+	s.stats.total.Add(1)
+	s.stats.active.Add(1)
+	defer s.stats.active.Add(-1)
 
 	if t := m.cfg.Timeout; t > 0 && t < s.cfg.HandshakeTimeout {
 		_ = conn.SetDeadline(start.Add(t))
@@ -218,6 +221,7 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		Lists:      tr.lists,
 	})
 	metrics.RsyncBytes.Add(float64(st.TotalWritten))
+	s.stats.bytes.Add(st.TotalWritten)
 	// sender.Run logs the one Info (or Warn) line that sums up the
 	// session; this one only adds the daemon's view at Debug level.
 	result := "ok"

@@ -79,6 +79,7 @@ type Server struct {
 	session SessionFunc
 	wg      sync.WaitGroup
 	slots   chan struct{} // one per connection being served
+	stats   sessionStats
 }
 
 // New checks the modules and returns a Server for them. Module paths are
