@@ -156,7 +156,7 @@ func (sf *settingsFlags) rsyncFlags() {
 // treeMirrorFlags: mirroring the tree from upstream.
 func (sf *settingsFlags) treeMirrorFlags() {
 	v := &sf.vals
-	sf.String(&v.TreeUpstream, "tree-upstream", "mirror the tree from this rsync URL into atomic snapshots below --data (e.g. rsync://rsync.gentoo.org/gentoo-portage/)")
+	sf.Strings(&v.TreeUpstream, "tree-upstream", "mirror the tree from this rsync URL into atomic snapshots below --data (e.g. rsync://rsync.gentoo.org/gentoo-portage/); repeatable: tried in order, the next after a failure")
 	sf.Duration(&v.TreeInterval, "tree-interval", "how often to sync the tree from --tree-upstream")
 	sf.Int(&v.TreeKeep, "tree-keep", "how many tree snapshots to keep")
 }

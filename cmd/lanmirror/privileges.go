@@ -139,7 +139,7 @@ func (sv *server) dropRsyncPrivileges() error {
 // --data (the distfiles cache, the tree mirror) can no longer do so as the
 // user the whole process now runs as.
 func checkDataWritable(cfg *config.Serve, user string) error {
-	if cfg.HTTPAddr == "" && cfg.TreeUpstream == "" {
+	if cfg.HTTPAddr == "" && len(cfg.TreeUpstream) == 0 {
 		return nil
 	}
 	const wOK = 2 // access(2) W_OK

@@ -74,7 +74,7 @@ func (s *server) parts() []part {
 	if rsyncEnabled(s.cfg) {
 		ps = append(ps, part{"rsync", s.openRsync})
 	}
-	if s.cfg.TreeUpstream != "" {
+	if len(s.cfg.TreeUpstream) > 0 {
 		ps = append(ps, part{"tree", s.openTreeSync})
 	}
 	if s.index != nil {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
+	"github.com/lanmirror/lanmirror/internal/progress"
 	"github.com/lanmirror/lanmirror/internal/tree"
 	"github.com/spf13/cobra"
 )
@@ -18,7 +18,9 @@ func newSyncCmd() *cobra.Command {
 		Short: "pull the ebuild tree from an upstream rsync mirror into a new atomic snapshot",
 		Long: `sync mirrors the tree from --upstream into a new snapshot below DATA/tree and
 publishes it atomically (DATA/tree/current). Nothing is copied when the upstream
-metadata/timestamp.chk is unchanged; an upstream older than the local tree is refused.
+metadata/timestamp.chk is unchanged; a pulled tree older than the local one is
+refused. With several --upstream, each is tried in order until one gives a good
+tree. On a terminal a progress bar shows the files and bytes pulled.
 The daemon does the same on a schedule with serve --tree-upstream.`,
 		Example: "  lanmirror sync --data /var/cache/lanmirror --upstream rsync://rsync.gentoo.org/gentoo-portage/",
 		Args:    cobra.NoArgs,
@@ -27,16 +29,20 @@ The daemon does the same on a schedule with serve --tree-upstream.`,
 			if err != nil {
 				return err
 			}
-			if cfg.TreeUpstream == "" {
+			if len(cfg.TreeUpstream) == 0 {
 				return fmt.Errorf("--upstream is required")
 			}
 			st, err := tree.Open(cfg.TreeDir())
 			if err != nil {
 				return err
 			}
-			sy := &tree.Syncer{Store: st, Upstreams: []string{cfg.TreeUpstream}, Keep: cfg.TreeKeep,
-				Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+			errw := cmd.ErrOrStderr()
+			bar := progress.NewTransfer(errw, "pulling the tree")
+			sy := &tree.Syncer{Store: st, Upstreams: cfg.TreeUpstream, Keep: cfg.TreeKeep,
+				Log:      slog.New(slog.NewTextHandler(errw, nil)),
+				Progress: func(p tree.Progress) { bar.Set(p.Files, p.Bytes) }}
 			res, err := sy.Sync(cmd.Context())
+			bar.Finish()
 			if err != nil {
 				return err
 			}
@@ -44,14 +50,15 @@ The daemon does the same on a schedule with serve --tree-upstream.`,
 			if res.Changed {
 				state = "published"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", state, res.Snapshot.ID, filepath.Join(cfg.TreeDir(), "current"))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s) from %s: %d files, %s pulled\n", state, res.Snapshot.ID,
+				filepath.Join(cfg.TreeDir(), "current"), res.Upstream, res.Files, progress.FormatBytes(res.Bytes))
 			return nil
 		},
 	}
 	sf.on(cmd.Flags())
 	sf.storeFlags()
 	// The same settings as serve's --tree-upstream and --tree-keep.
-	sf.String(&sf.vals.TreeUpstream, "upstream", "upstream rsync URL or local directory")
+	sf.Strings(&sf.vals.TreeUpstream, "upstream", "upstream rsync URL or local directory; repeatable: tried in order, the next after a failure")
 	sf.Int(&sf.vals.TreeKeep, "keep", "how many snapshots to keep")
 	return cmd
 }
@@ -63,7 +70,7 @@ func (s *server) openTreeSync(_ context.Context) (func(context.Context) error, e
 	if err != nil {
 		return nil, err
 	}
-	sy := &tree.Syncer{Store: st, Upstreams: []string{s.cfg.TreeUpstream}, Keep: s.cfg.TreeKeep, Log: s.log}
+	sy := &tree.Syncer{Store: st, Upstreams: s.cfg.TreeUpstream, Keep: s.cfg.TreeKeep, Log: s.log}
 	return func(ctx context.Context) error {
 		sy.Run(ctx, s.cfg.TreeInterval)
 		return nil

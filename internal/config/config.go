@@ -80,9 +80,10 @@ type Serve struct {
 	// Tree is a local ebuild repository whose Manifests verify distfiles;
 	// with no rsync module configured it is also served as gentoo-portage.
 	Tree string
-	// TreeUpstream is an rsync URL the tree is mirrored from into snapshots
-	// below DataDir/tree; Tree then defaults to the published snapshot.
-	TreeUpstream string
+	// TreeUpstream are the rsync URLs (or local directories) the tree is
+	// mirrored from into snapshots below DataDir/tree, tried in order until
+	// one gives a good tree; Tree then defaults to the published snapshot.
+	TreeUpstream []string
 	// TreeInterval is how often the tree is synced from TreeUpstream.
 	TreeInterval time.Duration
 	// TreeKeep is how many tree snapshots to keep.
@@ -161,7 +162,7 @@ func (s *Serve) Resolve() error {
 	if s.RemoteStore() && (s.MaxCache > 0 || s.CleanInterval > 0) {
 		return fmt.Errorf("config: the cache size cap and periodic cleaning work on the data directory, not on object storage: with store %s, expire objects with the bucket's lifecycle rules", s.Store)
 	}
-	if s.TreeUpstream != "" && s.Tree == "" {
+	if len(s.TreeUpstream) > 0 && s.Tree == "" {
 		s.Tree = filepath.Join(s.TreeDir(), "current")
 	}
 	if s.Tree != "" && s.RsyncdConf == "" && len(s.RsyncModules) == 0 {

@@ -70,3 +70,56 @@ func FormatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// Transfer shows a transfer whose size is not known in advance (a tree
+// pull): files and bytes so far, as a spinner bar on a terminal, else as a
+// plain line at most every Every.
+type Transfer struct {
+	bar   *progressbar.ProgressBar
+	w     io.Writer
+	desc  string
+	last  time.Time
+	files int
+	bytes int64
+	// Every is the least time between plain lines (default 10s).
+	Every time.Duration
+}
+
+// NewTransfer starts a Transfer display on w.
+func NewTransfer(w io.Writer, desc string) *Transfer {
+	t := &Transfer{w: w, desc: desc, last: time.Now(), Every: 10 * time.Second}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		t.bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription(desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionUseIECUnits(true),
+			progressbar.OptionSpinnerType(14),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	return t
+}
+
+// Set reports the files and bytes transferred so far.
+func (t *Transfer) Set(files int, bytes int64) {
+	t.files, t.bytes = files, bytes
+	if t.bar != nil {
+		t.bar.Describe(fmt.Sprintf("%s: %d files", t.desc, files))
+		_ = t.bar.Set64(bytes)
+		return
+	}
+	if time.Since(t.last) >= t.Every {
+		t.last = time.Now()
+		fmt.Fprintf(t.w, "%s: %d files, %s\n", t.desc, files, FormatBytes(bytes))
+	}
+}
+
+// Finish ends the display (the bar is cleared; the caller prints the
+// outcome).
+func (t *Transfer) Finish() {
+	if t.bar != nil {
+		_ = t.bar.Finish()
+	}
+}
