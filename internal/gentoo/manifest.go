@@ -473,6 +473,10 @@ func FormatDistLine(d Dist) string {
 	return b.String()
 }
 
+// EscapeManifestPath returns s as a Manifest path field: the GLEP 74
+// escapes applied to backslashes, whitespace and control characters.
+func EscapeManifestPath(s string) string { return escapePath(s) }
+
 // escapePath applies the GLEP 74 escapes to the characters a path field
 // cannot hold (backslash, whitespace, control characters).
 func escapePath(s string) string {
