@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/testutil"
 )
@@ -144,5 +146,82 @@ func TestFirewallErrors(t *testing.T) {
 		if err := root.Execute(); err == nil {
 			t.Errorf("firewall %q succeeded:\n%s", args, out.String())
 		}
+	}
+}
+
+// firewallNetnsScript runs in a private network namespace (unshare
+// --net): it starts lanmirror on :$PORT, loads the rules with $LOAD, and
+// connects from an allowed and from another source address of each
+// family. It prints one "SOURCE CODE" line per client (000: no answer).
+const firewallNetnsScript = `set -eu
+ip link set lo up
+ip -6 addr add fd00::2/128 dev lo nodad
+"$LM" serve --data "$DATA" --http ":$PORT" --rsync "" --allow 127.0.0.0/8 --allow ::1 --allow fd00::/8 >"$DATA.log" 2>&1 &
+pid=$!
+trap 'kill $pid' EXIT
+i=0
+until curl -s -o /dev/null "http://127.0.0.1:$PORT/"; do
+	i=$((i+1)); [ $i -lt 300 ] || { echo "lanmirror did not start"; cat "$DATA.log"; exit 1; }
+	sleep 0.1
+done
+sh -c "$LOAD"
+for c in "127.0.0.1 127.0.0.1" "127.0.0.2 127.0.0.1" "::1 [::1]" "fd00::2 [::1]"; do
+	set -- $c
+	echo "$1 $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --interface "$1" "http://$2:$PORT/" || true)"
+done
+`
+
+// The rules do what they say: loaded into a private network namespace,
+// nft's table and the iptables/ip6tables rules (with a DROP policy, as on
+// a firewalled host) let the allowed sources reach lanmirror and drop the
+// others, for both families.
+func TestFirewallRulesFilterInNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.MissingTool(t, "loading packet filter rules in a network namespace needs root")
+	}
+	unshare := testutil.RequireTool(t, "unshare")
+	testutil.RequireTool(t, "ip")
+	testutil.RequireTool(t, "curl")
+	nft := testutil.RequireTool(t, "nft")
+	ipt := testutil.RequireTool(t, "iptables-restore")
+	ip6t := testutil.RequireTool(t, "ip6tables-restore")
+	testutil.RequireTool(t, "iptables")
+	testutil.RequireTool(t, "ip6tables")
+	dir := t.TempDir()
+	const port = "18090" // the namespace is private: any port is free
+	args := []string{"--http", ":" + port, "--allow", "127.0.0.1", "--allow", "::1"}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v4 := write("v4", runFirewall(t, args...))
+	v6 := write("v6", runFirewall(t, append(args, "--format", "ip6tables")...))
+	nftFile := write("nft", runFirewall(t, append(args, "--format", "nft")...))
+	for name, load := range map[string]string{
+		"nft": nft + " -f " + nftFile,
+		"iptables": "iptables -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT && iptables -P INPUT DROP && " +
+			ipt + " --noflush < " + v4 + " && " +
+			"ip6tables -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT && ip6tables -P INPUT DROP && " +
+			ip6t + " --noflush < " + v6,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, unshare, "--net", "sh", "-c", firewallNetnsScript)
+			cmd.Env = append(os.Environ(), htExecMain+"=1", "LM="+htBinary(t), "DATA="+filepath.Join(t.TempDir(), "data"),
+				"PORT="+port, "LOAD="+load)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for _, want := range []string{"127.0.0.1 200\n", "127.0.0.2 000\n", "::1 200\n", "fd00::2 000\n"} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("with the %s rules want %q:\n%s", name, want, out)
+				}
+			}
+		})
 	}
 }
