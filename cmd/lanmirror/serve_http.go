@@ -43,7 +43,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	verifier := s.verifier()
 	opts := distcache.Options{
 		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
-		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL,
+		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL, HotCache: cfg.LocalCache,
 	}
 	stats := storeStats(store)
 	var health func(context.Context) error

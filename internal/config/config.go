@@ -117,6 +117,9 @@ type Serve struct {
 	// AdvertiseURL is this node's HTTP base URL as other nodes reach it,
 	// written in its leases; may be empty.
 	AdvertiseURL string
+	// LocalCache, with an S3 Store, caps the local copies of recently
+	// served distfiles kept below DataDir (bytes); 0: none.
+	LocalCache int64
 }
 
 // RemoteStore reports whether objects live on object storage (S3).
@@ -158,6 +161,9 @@ func ParseModuleFlag(s string) (Module, error) {
 func (s *Serve) Resolve() error {
 	if s.Store != "" && s.Store != "disk" && !s.RemoteStore() {
 		return fmt.Errorf("config: store %q: want empty (the data directory) or s3://BUCKET[/PREFIX]", s.Store)
+	}
+	if s.LocalCache > 0 && !s.RemoteStore() {
+		return fmt.Errorf("config: the local cache size is for an S3 store (the data directory is the cache otherwise)")
 	}
 	if s.RemoteStore() && (s.MaxCache > 0 || s.CleanInterval > 0) {
 		return fmt.Errorf("config: the cache size cap and periodic cleaning work on the data directory, not on object storage: with store %s, expire objects with the bucket's lifecycle rules", s.Store)

@@ -77,6 +77,10 @@ type Options struct {
 	// LeaseTTL is how long a lease lives without renewal: a node that
 	// dies mid-download holds the name that long (0: DefaultLeaseTTL).
 	LeaseTTL time.Duration
+	// HotCache, with a Remote, is the size in bytes of the local copies
+	// of recently served distfiles kept in the Store's directory (see
+	// hot.go); 0: none.
+	HotCache int64
 }
 
 // DefaultIndexWait is the default of Options.IndexWait.
@@ -105,6 +109,7 @@ type Cache struct {
 	node     string
 	peer     string
 	leaseTTL time.Duration
+	hot      *hotState // nil: no local copies
 	client   *http.Client
 	verifier Verifier
 	fresh    time.Duration
@@ -165,6 +170,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if c.wait <= 0 {
 		c.wait = DefaultIndexWait
+	}
+	if o.Remote != nil {
+		c.hot = newHotState(o.HotCache)
 	}
 	if c.leaseTTL <= 0 {
 		c.leaseTTL = DefaultLeaseTTL
@@ -467,6 +475,9 @@ func (c *Cache) exists(ctx context.Context, key string) bool {
 // lookupRemote is lookup on the remote backend: a Stat, the body read
 // with ranged reads when served.
 func (c *Cache) lookupRemote(ctx context.Context, obj Object) (lookupResult, error) {
+	if b := c.hotLookup(obj); b != nil {
+		return lookupResult{hit: b}, nil
+	}
 	in, err := c.remote.Stat(ctx, obj.Key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return lookupResult{missing: true}, nil
@@ -490,6 +501,7 @@ func (c *Cache) lookupRemote(ctx context.Context, obj Object) (lookupResult, err
 			return lookupResult{stale: &m}, nil
 		}
 	}
+	c.hotFill(obj, in)
 	return lookupResult{hit: remoteBody(c.remote, in, obj.Expect, c.taint)}, nil
 }
 

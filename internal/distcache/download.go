@@ -648,6 +648,7 @@ func (d *download) commitRemote(ctx context.Context, f *os.File, m meta) error {
 	if err := d.c.remote.Commit(ctx, d.key, f, in); err != nil {
 		return err
 	}
+	d.c.hotKeep(d)
 	if d.obj.Volatile || !strings.HasPrefix(d.key, DistfilesPrefix) {
 		if err := d.c.store.writeMeta(d.key, m); err != nil {
 			d.c.log.Warn("cannot save object metadata", "key", d.key, "err", err)

@@ -3,6 +3,7 @@ package distcache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -169,4 +170,93 @@ func keysWith(t *testing.T, srv *testutil.S3Server, bucket, sub string) []string
 		}
 	}
 	return out
+}
+
+// TestHotCacheOnS3: with Options.HotCache, a node keeps local copies of
+// distfiles it served: its own download's file at once, another node's
+// object after the first hit from the bucket; later hits are local
+// (no object-storage read); the copies stay within the cap, least
+// recently served removed first.
+func TestHotCacheOnS3(t *testing.T) {
+	srv := testutil.StartS3(t)
+	be := s3Backend(t, srv)
+	up := newUpstream(t)
+	files := map[string][]byte{}
+	ver := mapVerifier{}
+	for i := range 4 {
+		name := fmt.Sprintf("h%d.tar", i)
+		files[name] = testData(300<<10, byte(60+i))
+		ver[name] = distOf(name, files[name])
+		up.handle("/distfiles/"+name, serveBytes(files[name], time.Unix(1700000000, 0)))
+	}
+	a := newTestCache(t, "", Options{Mirrors: []string{up.url("")}, Remote: be, HotCache: 1 << 20, Verifier: ver})
+	b := newTestCache(t, "", Options{Mirrors: []string{up.url("")}, Remote: be, HotCache: 1 << 20, Verifier: ver})
+
+	get := func(c *Cache, name string) *Body {
+		t.Helper()
+		body, _, err := c.Distfile(testCtx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(t, body, 0)
+		if err != nil || !bytes.Equal(got, files[name]) {
+			t.Fatalf("%s: %d bytes, %v", name, len(got), err)
+		}
+		if err := body.Wait(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		body.Close()
+		return body
+	}
+	local := func(c *Cache, name string) bool {
+		fi, err := c.store.Stat(DistfilesPrefix + name)
+		return err == nil && fi.Size() == int64(len(files[name]))
+	}
+
+	get(a, "h0.tar") // a downloads it
+	if !local(a, "h0.tar") {
+		t.Fatal("the downloading node kept no local copy")
+	}
+	if local(b, "h0.tar") {
+		t.Fatal("node b has a copy before serving the file")
+	}
+	if body := get(b, "h0.tar"); body.remote == nil {
+		t.Fatal("node b's first hit is not from the bucket")
+	}
+	for deadline := time.Now().Add(20 * time.Second); !local(b, "h0.tar"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node b made no local copy after a hit from the bucket")
+		}
+	}
+	if body := get(b, "h0.tar"); body.remote != nil || body.file == nil {
+		t.Fatal("node b's hit after the copy still reads the bucket")
+	}
+	if up.requests("/distfiles/h0.tar") != 1 {
+		t.Fatalf("%d upstream requests", up.requests("/distfiles/h0.tar"))
+	}
+	// The cap: 4 x 300 KiB > 1 MiB on node a.
+	for _, n := range []string{"h1.tar", "h2.tar", "h3.tar"} {
+		get(a, n)
+		time.Sleep(10 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ents, err := a.store.Entries(DistfilesPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		for _, e := range ents {
+			total += e.Size
+		}
+		if total <= 1<<20 && !local(a, "h0.tar") && local(a, "h3.tar") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("local copies %d bytes (cap 1 MiB), h0 (least recently served) kept: %v", total, local(a, "h0.tar"))
+		}
+	}
+	// Removed locally, still served (from the bucket).
+	if body := get(a, "h0.tar"); body.remote == nil {
+		t.Fatal("h0 not served from the bucket after its local copy went")
+	}
 }
