@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/lanmirror/lanmirror/internal/treeverify"
 	"io"
 	"net/url"
 	"os"
@@ -53,6 +54,18 @@ func checkConfig(w io.Writer, cfg *config.Serve) error {
 	for _, a := range cfg.Aliases {
 		if fi, err := os.Stat(a.Dir); err != nil || !fi.IsDir() {
 			fmt.Fprintf(w, "warning: alias /%s/: %s is not a readable directory\n", a.Name, a.Dir)
+		}
+	}
+	if len(cfg.TreeUpstream) > 0 {
+		switch {
+		case cfg.TreeOpenPGPKey == "":
+			fmt.Fprintf(w, "warning: %s\n", unauthenticatedTree)
+		default:
+			if kr, err := treeverify.LoadKeyring(cfg.TreeOpenPGPKey); err != nil {
+				problems = append(problems, fmt.Sprintf("--tree-openpgp-key: %v", err))
+			} else {
+				fmt.Fprintf(w, "tree: pulled trees verified before publishing, signed by %s, max age %s\n", treeverify.DescribeKeyring(kr), cfg.TreeMaxAge)
+			}
 		}
 	}
 	if cfg.HTTPAddr != "" {

@@ -161,6 +161,15 @@ func (sf *settingsFlags) treeMirrorFlags() {
 	sf.Int(&v.TreeKeep, "tree-keep", "how many tree snapshots to keep")
 }
 
+// treeVerifyFlags: verifying the mirrored tree before it is published
+// (serve and sync).
+func (sf *settingsFlags) treeVerifyFlags() {
+	v := &sf.vals
+	sf.String(&v.TreeOpenPGPKey, "tree-openpgp-key", "OpenPGP public key file (armored or binary) that signs the tree, e.g. /usr/share/openpgp-keys/gentoo-release.asc: "+
+		"each pulled tree is verified against its signed Manifests (GLEP 74) and published only when it passes; empty: the tree is NOT authenticated")
+	sf.Duration(&v.TreeMaxAge, "tree-max-age", "refuse a pulled tree whose signed TIMESTAMP is older than this (like Portage's sync-rsync-verify-max-age); 0: no limit")
+}
+
 // cleanFlags: the daemon's periodic cleaning.
 func (sf *settingsFlags) cleanFlags() {
 	v := &sf.vals
@@ -189,6 +198,7 @@ func (sf *settingsFlags) allServeFlags() {
 	sf.rsyncFlags()
 	sf.treeFlags()
 	sf.treeMirrorFlags()
+	sf.treeVerifyFlags()
 	sf.cacheLimitFlags()
 	sf.cleanFlags()
 	sf.objectStoreFlags()

@@ -31,6 +31,7 @@ func newRoot() *cobra.Command {
 		newPrefetchCmd(),
 		newCleanCmd(),
 		newFirewallCmd(),
+		newVerifyTreeCmd(),
 	)
 	return root
 }

@@ -21,6 +21,9 @@ publishes it atomically (DATA/tree/current). Nothing is copied when the upstream
 metadata/timestamp.chk is unchanged; a pulled tree older than the local one is
 refused. With several --upstream, each is tried in order until one gives a good
 tree. On a terminal a progress bar shows the files and bytes pulled.
+With --tree-openpgp-key the pulled tree is verified against its signed Manifests
+(GLEP 74, as Portage's gemato does) before it is published: a tree that fails is
+discarded, the published one stays, and the files that failed are named.
 The daemon does the same on a schedule with serve --tree-upstream.`,
 		Example: "  lanmirror sync --data /var/cache/lanmirror --upstream rsync://rsync.gentoo.org/gentoo-portage/",
 		Args:    cobra.NoArgs,
@@ -37,9 +40,14 @@ The daemon does the same on a schedule with serve --tree-upstream.`,
 				return err
 			}
 			errw := cmd.ErrOrStderr()
+			log := slog.New(slog.NewTextHandler(errw, nil))
+			verify, err := treeVerifyHook(cfg, st, log)
+			if err != nil {
+				return err
+			}
 			bar := progress.NewTransfer(errw, "pulling the tree")
-			sy := &tree.Syncer{Store: st, Upstreams: cfg.TreeUpstream, Keep: cfg.TreeKeep,
-				Log:      slog.New(slog.NewTextHandler(errw, nil)),
+			sy := &tree.Syncer{Store: st, Upstreams: cfg.TreeUpstream, Keep: cfg.TreeKeep, Verify: verify,
+				Log:      log,
 				Progress: func(p tree.Progress) { bar.Set(p.Files, p.Bytes) }}
 			res, err := sy.Sync(cmd.Context())
 			bar.Finish()
@@ -60,6 +68,7 @@ The daemon does the same on a schedule with serve --tree-upstream.`,
 	// The same settings as serve's --tree-upstream and --tree-keep.
 	sf.Strings(&sf.vals.TreeUpstream, "upstream", "upstream rsync URL or local directory; repeatable: tried in order, the next after a failure")
 	sf.Int(&sf.vals.TreeKeep, "keep", "how many snapshots to keep")
+	sf.treeVerifyFlags()
 	return cmd
 }
 
@@ -70,7 +79,11 @@ func (s *server) openTreeSync(_ context.Context) (func(context.Context) error, e
 	if err != nil {
 		return nil, err
 	}
-	sy := &tree.Syncer{Store: st, Upstreams: s.cfg.TreeUpstream, Keep: s.cfg.TreeKeep, Log: s.log}
+	verify, err := treeVerifyHook(s.cfg, st, s.log)
+	if err != nil {
+		return nil, err
+	}
+	sy := &tree.Syncer{Store: st, Upstreams: s.cfg.TreeUpstream, Keep: s.cfg.TreeKeep, Log: s.log, Verify: verify}
 	return func(ctx context.Context) error {
 		sy.Run(ctx, s.cfg.TreeInterval)
 		return nil

@@ -88,6 +88,15 @@ type Serve struct {
 	TreeInterval time.Duration
 	// TreeKeep is how many tree snapshots to keep.
 	TreeKeep int
+	// TreeOpenPGPKey is a file with the OpenPGP public key(s) that sign the
+	// mirrored tree (Gentoo's gentoo-release.asc): each pulled tree is
+	// verified against its Manifests (GLEP 74) before it is published.
+	// Empty: pulled trees are published unverified.
+	TreeOpenPGPKey string
+	// TreeMaxAge refuses a pulled tree whose signed TIMESTAMP is older
+	// (Portage's sync-rsync-verify-max-age); 0: no limit. Only with
+	// TreeOpenPGPKey.
+	TreeMaxAge time.Duration
 	// Binpkgs is a PKGDIR served under /binpkgs/.
 	Binpkgs string
 	// BinhostUpstream is an upstream binhost cached under /binpkgs/.
@@ -125,6 +134,10 @@ type Serve struct {
 // RemoteStore reports whether objects live on object storage (S3).
 func (s *Serve) RemoteStore() bool { return strings.HasPrefix(s.Store, "s3://") }
 
+// DefaultTreeMaxAge is the oldest signed tree the mirror publishes by
+// default, as Portage's sync-rsync-verify-max-age (24 hours).
+const DefaultTreeMaxAge = 24 * time.Hour
+
 // Defaults returns the settings lanmirror uses when nothing is configured.
 func Defaults() Serve {
 	return Serve{
@@ -134,6 +147,7 @@ func Defaults() Serve {
 		RsyncAddr:    DefaultRsyncAddr,
 		TreeInterval: time.Hour,
 		TreeKeep:     3,
+		TreeMaxAge:   DefaultTreeMaxAge,
 		CleanGrace:   DefaultCleanGrace,
 	}
 }
