@@ -58,9 +58,29 @@ type Body struct {
 	modTime time.Time
 	ctype   string
 
+	// data holds the whole object when it is served from memory (file
+	// is nil then; see small.go).
+	data     []byte
+	inMemory bool
+
 	closeOnce   sync.Once
 	closed      atomic.Bool
 	offsetTaken atomic.Bool // a reader uses the stored file's offset
+}
+
+// memoryBody serves the small file f from memory.
+func memoryBody(f *smallFile, ctype, etag string) *Body {
+	return &Body{key: f.key, data: f.data, inMemory: true, size: int64(len(f.data)), modTime: f.fi.ModTime(), ctype: ctype, etag: etag}
+}
+
+// Bytes returns the whole object when the Body serves it from memory
+// (then the caller may write it out directly, without a reader); ok is
+// false otherwise. The bytes must not be modified.
+func (b *Body) Bytes() (data []byte, ok bool) {
+	if !b.inMemory || b.closed.Load() {
+		return nil, false
+	}
+	return b.data, true
 }
 
 func storedBody(key string, f *os.File, fi fs.FileInfo, ctype, etag string) *Body {
@@ -130,6 +150,9 @@ func (b *Body) NewReader(off int64) io.ReadCloser {
 	}
 	if b.remote != nil {
 		return newRemoteReader(b.remote, b.key, off, b.size)
+	}
+	if b.inMemory {
+		return &memReader{data: b.data, off: min(off, int64(len(b.data)))}
 	}
 	if b.d == nil {
 		if b.offsetTaken.CompareAndSwap(false, true) {
@@ -364,6 +387,30 @@ func (r *downloadReader) Close() error {
 		close(r.closed)
 		r.file.release()
 	})
+	return nil
+}
+
+// memReader reads an object served from memory.
+type memReader struct {
+	data []byte
+	off  int64
+	done atomic.Bool
+}
+
+func (r *memReader) Read(p []byte) (int, error) {
+	if r.done.Load() {
+		return 0, errClosed
+	}
+	if r.off >= int64(len(r.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[r.off:])
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *memReader) Close() error {
+	r.done.Store(true)
 	return nil
 }
 

@@ -360,6 +360,13 @@ func (c *Cache) lookup(ctx context.Context, obj Object) (lookupResult, error) {
 	if c.remote != nil {
 		return c.lookupRemote(ctx, obj)
 	}
+	small := c.store.small
+	if !obj.Volatile {
+		if b := c.lookupSmall(obj); b != nil {
+			return lookupResult{hit: b}, nil
+		}
+	}
+	gen := small.generation()
 	f, fi, err := c.store.Open(obj.Key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return lookupResult{missing: true}, nil
@@ -381,9 +388,51 @@ func (c *Cache) lookup(ctx context.Context, obj Object) (lookupResult, error) {
 		f.Close()
 		return lookupResult{stale: &m}, nil
 	}
+	if !obj.Volatile && small.wants(obj.Key, fi.Size()) {
+		if data, err := readSmall(f, fi.Size()); err == nil {
+			f.Close()
+			sf := &smallFile{key: obj.Key, data: data, fi: fi, id: identityOf(fi),
+				fileTag: storedETag(nil, fi), checked: time.Now()}
+			small.put(sf, gen)
+			b := memoryBody(sf, m.ContentType, storedETag(obj.Expect, fi))
+			b.taint = c.taint
+			return lookupResult{hit: b}, nil
+		}
+	}
 	b := storedBody(obj.Key, f, fi, m.ContentType, storedETag(obj.Expect, fi))
 	b.taint = c.taint
 	return lookupResult{hit: b}, nil
+}
+
+// lookupSmall serves obj from the small files in memory when it is
+// there, still the file the store holds (checked at most every
+// smallRecheck), and of the Manifest's size; nil otherwise (the store is
+// asked then).
+func (c *Cache) lookupSmall(obj Object) *Body {
+	small := c.store.small
+	now := time.Now()
+	sf, fresh := small.get(obj.Key, now)
+	if sf == nil {
+		return nil
+	}
+	if !fresh {
+		fi, err := c.store.Stat(obj.Key)
+		if err != nil || identityOf(fi) != sf.id {
+			small.drop(obj.Key)
+			return nil
+		}
+		small.confirm(sf, now)
+	}
+	if obj.Expect != nil && sf.fi.Size() != obj.Expect.Size {
+		return nil
+	}
+	etag := sf.fileTag
+	if t := manifestETag(obj.Expect); t != "" {
+		etag = t
+	}
+	b := memoryBody(sf, "", etag)
+	b.taint = c.taint
+	return b
 }
 
 // attach waits until d can serve (headers known, or resolved) and returns

@@ -51,6 +51,7 @@ type Store struct {
 	partialLock *os.File // holds the flock on it
 
 	served    *servedIndex
+	small     *smallFiles // small distfiles in memory (small.go)
 	stop      chan struct{}
 	flushDone chan struct{}
 	closeOnce sync.Once
@@ -75,7 +76,8 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("distcache: open store: %w", err)
 	}
-	s := &Store{dir: abs, root: root, log: log, stop: make(chan struct{}), flushDone: make(chan struct{})}
+	s := &Store{dir: abs, root: root, log: log, stop: make(chan struct{}), flushDone: make(chan struct{}),
+		small: newSmallFiles(DefaultSmallFileMax, DefaultSmallFilesTotal)}
 	if err := s.init(); err != nil {
 		s.releasePartial()
 		if s.dist != nil {
@@ -264,7 +266,9 @@ func (s *Store) Remove(key string) error {
 	if fi, err := s.root.Lstat(key); err == nil && fi.IsDir() {
 		return fmt.Errorf("distcache: remove %s: is a directory", key)
 	}
-	if err := s.root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
+	err := s.root.Remove(key)
+	s.small.drop(key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
 		return fmt.Errorf("distcache: remove %s: %w", key, err)
 	}
 	s.served.forget(key)
@@ -413,6 +417,17 @@ func (s *Store) createTemp() (*os.File, string, error) {
 	return nil, "", fmt.Errorf("distcache: create temporary file: name collisions")
 }
 
+// SetSmallFiles sets the bounds of the in-memory copies of small
+// distfiles (small.go): files up to maxFile bytes, maxTotal bytes in all
+// (0: none kept). Call it before serving.
+func (s *Store) SetSmallFiles(maxFile, maxTotal int64) {
+	s.small = newSmallFiles(maxFile, maxTotal)
+}
+
+// SmallFiles returns how many small files are held in memory and their
+// bytes.
+func (s *Store) SmallFiles() (int, int64) { return s.small.len() }
+
 // commit renames the complete, synced temporary file tmp to key (creating
 // the parent directories) and syncs the directory, so the object survives
 // a crash once commit returns.
@@ -424,7 +439,9 @@ func (s *Store) commit(tmp, key string) error {
 	if fi, err := s.root.Lstat(key); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory", key)
 	}
-	if err := s.root.Rename(tmp, key); err != nil {
+	err := s.root.Rename(tmp, key)
+	s.small.drop(key)
+	if err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	if err := s.syncDir(parent); err != nil {

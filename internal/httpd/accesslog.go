@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // recorder wraps a ResponseWriter to learn the status, the body bytes and
@@ -135,16 +136,75 @@ func (s *Server) finish(w *recorder, r *http.Request) {
 		outcome = "-"
 	}
 	d := time.Since(w.began)
-	line := fmt.Sprintf("%s %s %s %s %d %d %s %.3fs%s\n",
-		time.Now().UTC().Format(time.RFC3339), r.RemoteAddr, r.Method, strconv.Quote(r.RequestURI),
-		status, w.bytes, outcome, d.Seconds(), abortedMark(aborted))
+	bp := lineBufs.Get().(*[]byte)
+	line := appendLogLine((*bp)[:0], time.Now().UTC(), r, status, w.bytes, outcome, d, aborted)
 	s.logMu.Lock()
-	io.WriteString(s.opt.AccessLog, line)
+	s.opt.AccessLog.Write(line)
 	s.logMu.Unlock()
-	s.recent.add(line)
+	s.recent.add(string(line))
+	*bp = line
+	lineBufs.Put(bp)
 	s.hits.count(outcome, status, w.bytes)
-	metrics.HTTPRequests.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
+	s.reqs.counter(outcome, status).Inc()
 	metrics.HTTPBytes.Add(float64(w.bytes))
+}
+
+// lineBufs recycles access-log line buffers.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// appendLogLine appends one access-log line: time, client, method, quoted
+// URL, status, body bytes, outcome, duration in seconds, ABORTED.
+func appendLogLine(b []byte, now time.Time, r *http.Request, status int, bytes int64, outcome string, d time.Duration, aborted bool) []byte {
+	b = now.AppendFormat(b, time.RFC3339)
+	b = append(b, ' ')
+	b = append(b, r.RemoteAddr...)
+	b = append(b, ' ')
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, r.RequestURI)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, bytes, 10)
+	b = append(b, ' ')
+	b = append(b, outcome...)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, d.Seconds(), 'f', 3, 64)
+	b = append(b, 's')
+	b = append(b, abortedMark(aborted)...)
+	return append(b, '\n')
+}
+
+// requestCounters caches the request counter of each outcome and status
+// (the label lookup hashes both labels every time).
+type requestCounters struct {
+	mu sync.RWMutex
+	m  map[counterKey]prometheus.Counter
+}
+
+type counterKey struct {
+	outcome string
+	status  int
+}
+
+func (c *requestCounters) counter(outcome string, status int) prometheus.Counter {
+	k := counterKey{outcome, status}
+	c.mu.RLock()
+	ctr, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return ctr
+	}
+	ctr = metrics.HTTPRequests.WithLabelValues(outcome, strconv.Itoa(status))
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[counterKey]prometheus.Counter{}
+	}
+	if len(c.m) < 1000 { // outcomes and statuses are few; bounded anyway
+		c.m[k] = ctr
+	}
+	c.mu.Unlock()
+	return ctr
 }
 
 func abortedMark(aborted bool) string {

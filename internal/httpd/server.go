@@ -146,6 +146,7 @@ type Server struct {
 	recent  recentRing
 	hits    hitStats
 	metrics http.Handler // /metrics: the shared registry and the tree age
+	reqs    requestCounters
 }
 
 // New builds a Server from opt. Alias directories are opened here (with
