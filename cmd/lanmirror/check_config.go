@@ -16,23 +16,39 @@ import (
 )
 
 func newCheckConfigCmd() *cobra.Command {
-	cfg := &config.Serve{}
 	cmd := &cobra.Command{
 		Use:   "check-config",
-		Short: "load the serve settings and rsyncd.conf, print the effective rsync modules and any warnings",
+		Short: "validate the config file and settings, print the effective settings, rsync modules and any warnings",
 		Long: `check-config takes the same flags as serve, loads everything serve would load
-(--rsyncd-conf, --rsync-module, --tree, --allow, --alias...) without binding
-any port, prints the effective rsync daemon settings and modules and the
-warnings, and exits non-zero when serve would refuse to start.`,
-		Example: "  lanmirror check-config --rsyncd-conf /etc/rsyncd.conf",
+(the config file, --rsyncd-conf, --rsync-module, --tree, --allow, --alias...)
+without binding any port, prints the effective settings (in the config file's
+format), the rsync daemon settings and modules and the warnings, and exits
+non-zero when serve would refuse to start. Errors in the config file name its
+file, line and key.`,
+		Example: "  lanmirror check-config\n  lanmirror check-config --config /etc/lanmirror/lanmirror.toml --rsyncd-conf /etc/rsyncd.conf",
 		Args:    cobra.NoArgs,
 	}
-	finish := serveFlags(cmd.Flags(), cfg)
+	sf := newSettingsFlags().on(cmd.Flags())
+	sf.allServeFlags()
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := finish(); err != nil {
+		w := cmd.OutOrStdout()
+		file := sf.file()
+		cfg, err := sf.settings()
+		if err != nil {
+			// One line per problem (a file may have several unknown keys).
+			return reportConfig(w, strings.Split(err.Error(), "\n"))
+		}
+		if file != "" {
+			fmt.Fprintf(w, "config file: %s\n", file)
+		} else {
+			fmt.Fprintln(w, "config file: none (flags and defaults only)")
+		}
+		fmt.Fprintln(w, "# effective settings")
+		if err := cfg.WriteTOML(w); err != nil {
 			return err
 		}
-		return checkConfig(cmd.OutOrStdout(), cfg)
+		fmt.Fprintln(w, "# end of effective settings")
+		return checkConfig(w, cfg)
 	}
 	return cmd
 }

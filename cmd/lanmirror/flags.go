@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -14,28 +15,39 @@ import (
 // (vals, starting at config.Defaults()). Each flag is declared once, in one
 // of the groups below, and commands pick the groups they need.
 //
-// The effective settings are built by settings(): the defaults, then every
-// flag given on the command line copied over them (a field whose flag was
-// not given keeps the lower layer's value), then Resolve.
+// The effective settings are built by settings(): the defaults, then the
+// config file (--config, else /etc/lanmirror/lanmirror.toml when it
+// exists), then every flag given on the command line copied over them (a
+// field whose flag was not given keeps the lower layer's value), then
+// Resolve.
 type settingsFlags struct {
 	fs    *pflag.FlagSet
 	vals  config.Serve
 	bound []boundFlag
+
+	configFile string // --config
+	// defaultConfig is read when --config is not given and it exists.
+	defaultConfig string
 }
 
 // boundFlag is a flag and the index of the config.Serve field it sets.
 type boundFlag struct {
 	name  string
 	field int
+	// merge, when set, combines the flag's value with the lower layers'
+	// instead of replacing it.
+	merge func(dst *config.Serve)
 }
 
 func newSettingsFlags() *settingsFlags {
-	return &settingsFlags{vals: config.Defaults()}
+	return &settingsFlags{vals: config.Defaults(), defaultConfig: config.DefaultConfigFile}
 }
 
-// on sets the flag set the groups declare their flags in.
+// on sets the flag set the groups declare their flags in, and declares
+// --config there.
 func (sf *settingsFlags) on(fs *pflag.FlagSet) *settingsFlags {
 	sf.fs = fs
+	fs.StringVar(&sf.configFile, "config", "", "TOML config file (default "+config.DefaultConfigFile+" when it exists; flags given override it)")
 	return sf
 }
 
@@ -92,21 +104,45 @@ func (sf *settingsFlags) apply(dst *config.Serve) {
 	src := reflect.ValueOf(&sf.vals).Elem()
 	d := reflect.ValueOf(dst).Elem()
 	for _, b := range sf.bound {
-		if sf.fs.Changed(b.name) {
+		switch {
+		case !sf.fs.Changed(b.name):
+		case b.merge != nil:
+			b.merge(dst)
+		default:
 			d.Field(b.field).Set(src.Field(b.field))
 		}
 	}
 }
 
-// settings returns the effective settings: defaults, then the flags given,
-// then the derived values (config.Serve.Resolve).
+// settings returns the effective settings: defaults, then the config
+// file, then the flags given, then the derived values
+// (config.Serve.Resolve).
 func (sf *settingsFlags) settings() (*config.Serve, error) {
 	cfg := config.Defaults()
+	if file := sf.file(); file != "" {
+		if err := config.LoadFile(file, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	sf.apply(&cfg)
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// file is the config file to read: --config, else the default file when
+// it exists, else "" (--config ” reads none).
+func (sf *settingsFlags) file() string {
+	if sf.fs.Changed("config") {
+		return sf.configFile
+	}
+	if sf.defaultConfig != "" {
+		if _, err := os.Stat(sf.defaultConfig); err == nil {
+			return sf.defaultConfig
+		}
+	}
+	return ""
 }
 
 // The flag groups. Every setting of config.Serve has its flag in exactly
@@ -150,7 +186,11 @@ func (sf *settingsFlags) rsyncFlags() {
 	v := &sf.vals
 	sf.String(&v.RsyncAddr, "rsync", "rsync daemon listen address; empty disables")
 	sf.String(&v.RsyncdConf, "rsyncd-conf", "classic rsyncd.conf with the rsync modules")
-	sf.Var(moduleValue{&v.RsyncModules}, &v.RsyncModules, "rsync-module", "rsync module NAME=PATH, repeatable")
+	sf.Var(moduleValue{&v.RsyncModules}, &v.RsyncModules, "rsync-module", "rsync module NAME=PATH, repeatable (replaces the config file's module of that name)")
+	// Modules from the command line join the config file's.
+	sf.bound[len(sf.bound)-1].merge = func(dst *config.Serve) {
+		dst.RsyncModules = config.MergeModules(dst.RsyncModules, v.RsyncModules)
+	}
 }
 
 // treeMirrorFlags: mirroring the tree from upstream.

@@ -75,7 +75,7 @@ func loadRsyncSetup(cfg *config.Serve) (*rsyncSetup, error) {
 			if s.modules[i].Name == m.Name {
 				s.modules[i] = m
 				replaced = true
-				s.warnings = append(s.warnings, fmt.Sprintf("module %s from the command line replaces the one in %s", m.Name, cfg.RsyncdConf))
+				s.warnings = append(s.warnings, fmt.Sprintf("module %s from the config file or the command line replaces the one in %s", m.Name, cfg.RsyncdConf))
 			}
 		}
 		if !replaced {

@@ -21,6 +21,10 @@ const (
 	// DefaultCleanGrace keeps unreferenced distfiles 30 days, as eclean-dist
 	// users expect.
 	DefaultCleanGrace = 30 * 24 * time.Hour
+	// DefaultDrainTimeout is how long SIGTERM waits for transfers.
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultConfigFile is read when it exists and no --config is given.
+	DefaultConfigFile = "/etc/lanmirror/lanmirror.toml"
 )
 
 // TreeExcludes are kept out of a served tree (server side), as Portage
@@ -53,82 +57,84 @@ func ParseAlias(s string) (Alias, error) {
 	return a, nil
 }
 
-// Serve holds every setting of the daemon.
+// Serve holds every setting of the daemon. The toml tags are the keys of
+// the config file (the flags' names); fields tagged "-" have their own
+// representation in the file (see file.go).
 type Serve struct {
 	// DataDir is where all state lives; the distfiles cache is below it.
-	DataDir string
+	DataDir string `toml:"data"`
 	// HTTPAddr is the HTTP listen address; empty disables the HTTP side.
-	HTTPAddr string
+	HTTPAddr string `toml:"http"`
 	// Mirrors are the upstream distfiles mirrors, tried in order.
-	Mirrors []string
+	Mirrors []string `toml:"mirror"`
 	// Allow lists the clients that may use the server (acl rule syntax).
-	Allow []string
+	Allow []string `toml:"allow"`
 	// Aliases are local directories served read-only under /NAME/.
-	Aliases []Alias
+	Aliases []Alias `toml:"alias"`
 	// ProxyAllowHosts are extra destinations the forward proxy may reach.
-	ProxyAllowHosts []string
+	ProxyAllowHosts []string `toml:"proxy-allow-host"`
 	// LogFile is the access log; empty means standard error.
-	LogFile string
+	LogFile string `toml:"log"`
 
 	// RsyncAddr is the rsync daemon's listen address; empty disables it.
-	RsyncAddr string
+	RsyncAddr string `toml:"rsync"`
 	// RsyncdConf is the path of a classic rsyncd.conf, if any.
-	RsyncdConf string
+	RsyncdConf string `toml:"rsyncd-conf"`
 	// RsyncModules are quick NAME=PATH modules given on the command line.
-	RsyncModules []Module
+	RsyncModules []Module `toml:"-"`
 
 	// Tree is a local ebuild repository whose Manifests verify distfiles;
 	// with no rsync module configured it is also served as gentoo-portage.
-	Tree string
+	Tree string `toml:"tree"`
 	// TreeUpstream are the rsync URLs (or local directories) the tree is
 	// mirrored from into snapshots below DataDir/tree, tried in order until
 	// one gives a good tree; Tree then defaults to the published snapshot.
-	TreeUpstream []string
+	TreeUpstream []string `toml:"tree-upstream"`
 	// TreeInterval is how often the tree is synced from TreeUpstream.
-	TreeInterval time.Duration
+	TreeInterval time.Duration `toml:"tree-interval"`
 	// TreeKeep is how many tree snapshots to keep.
-	TreeKeep int
+	TreeKeep int `toml:"tree-keep"`
 	// TreeOpenPGPKey is a file with the OpenPGP public key(s) that sign the
 	// mirrored tree (Gentoo's gentoo-release.asc): each pulled tree is
 	// verified against its Manifests (GLEP 74) before it is published.
 	// Empty: pulled trees are published unverified.
-	TreeOpenPGPKey string
+	TreeOpenPGPKey string `toml:"tree-openpgp-key"`
 	// TreeMaxAge refuses a pulled tree whose signed TIMESTAMP is older
 	// (Portage's sync-rsync-verify-max-age); 0: no limit. Only with
 	// TreeOpenPGPKey.
-	TreeMaxAge time.Duration
+	TreeMaxAge time.Duration `toml:"tree-max-age"`
 	// Binpkgs is a PKGDIR served under /binpkgs/.
-	Binpkgs string
+	Binpkgs string `toml:"binpkgs"`
 	// BinhostUpstream is an upstream binhost cached under /binpkgs/.
-	BinhostUpstream string
+	BinhostUpstream string `toml:"binhost-upstream"`
 	// MaxCache caps the distfiles cache size in bytes; 0 means no cap.
-	MaxCache int64
+	MaxCache int64 `toml:"-"`
 	// CleanInterval is how often the daemon cleans the cache; 0 disables.
-	CleanInterval time.Duration
+	CleanInterval time.Duration `toml:"clean-interval"`
 	// CleanGrace is how long a distfile no DIST entry of the tree references
 	// stays after its last use before periodic cleaning removes it.
-	CleanGrace time.Duration
+	CleanGrace time.Duration `toml:"clean-grace"`
 
 	// Store is where complete cached objects (distfiles, proxied URLs,
 	// binhost files) live: "" (or "disk") for DataDir, or
 	// s3://BUCKET[/PREFIX] for S3-compatible object storage shared by
 	// several nodes.
-	Store string
+	Store string `toml:"store"`
 	// S3Endpoint is the S3 server's URL (http(s)://HOST[:PORT]); empty
 	// means AWS.
-	S3Endpoint string
+	S3Endpoint string `toml:"s3-endpoint"`
 	// S3Region is the bucket's region; empty: $AWS_REGION.
-	S3Region string
+	S3Region string `toml:"s3-region"`
 	// LeaseTTL is how long a node's claim to download a file lasts
 	// without renewal (a node that dies holds the file that long); 0: the
 	// default (30s).
-	LeaseTTL time.Duration
+	LeaseTTL time.Duration `toml:"lease-ttl"`
 	// AdvertiseURL is this node's HTTP base URL as other nodes reach it,
 	// written in its leases; may be empty.
-	AdvertiseURL string
+	AdvertiseURL string `toml:"advertise-url"`
 	// LocalCache, with an S3 Store, caps the local copies of recently
 	// served distfiles kept below DataDir (bytes); 0: none.
-	LocalCache int64
+	LocalCache int64 `toml:"-"`
 }
 
 // RemoteStore reports whether objects live on object storage (S3).
@@ -206,4 +212,22 @@ func (s *Serve) LocalTree() string {
 		return cur
 	}
 	return ""
+}
+
+// MergeModules returns base with the modules of over added; one of over
+// replaces the module of base with its name.
+func MergeModules(base, over []Module) []Module {
+	out := append([]Module(nil), base...)
+	for _, m := range over {
+		replaced := false
+		for i := range out {
+			if out[i].Name == m.Name {
+				out[i], replaced = m, true
+			}
+		}
+		if !replaced {
+			out = append(out, m)
+		}
+	}
+	return out
 }
