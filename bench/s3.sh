@@ -171,6 +171,7 @@ best_pair() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mib() { awk -v a="$1" 'BEGIN { printf "%.0f MiB/s", a / 1048576 }'; }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "measuring large-file throughput (1 client)..." >&2
 s3_tp=$(throughput "$n1_url/large.bin")
 disk_tp=$(throughput "$disk_url/large.bin")
@@ -190,5 +191,5 @@ cat <<EOF
 |---|---|---|---|
 | hits from S3, $CLIENTS clients of a ${MEDIUM_MB} MiB file, aggregate | $(mib "$two_agg") | $(mib "$one_agg") | $(ratio "$two_agg" "$one_agg") |
 
-S3: versitygw v1.8.0 (POSIX backend) on the same machine. $(nproc) cores, $(uname -sr).
+S3: versitygw v1.8.0 (POSIX backend) on the same machine. $(nproc) cores, $(uname -sr); load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after.
 EOF

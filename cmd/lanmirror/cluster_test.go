@@ -147,6 +147,11 @@ func TestClusterOneDownload(t *testing.T) {
 			t.Fatalf("hit from %s: %d %s", u, r.code, r.out)
 		}
 	}
+	// A Range request on a hit: a ranged read of the object.
+	r := htRun(t, dir, nil, "curl", "-sS", "--fail", "-r", "1000000-1999999", "-o", filepath.Join(dir, "range"), url2+"/distfiles/shared-1.tar.gz")
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "range")), data[1000000:2000000]) {
+		t.Fatalf("range of a hit: curl exit %d\n%s", r.code, r.out)
+	}
 	if got := up.count("/distfiles/shared-1.tar.gz"); got != 1 {
 		t.Fatalf("hits went upstream: %d requests", got)
 	}
