@@ -55,6 +55,8 @@ type Store struct {
 
 	mu  sync.Mutex
 	seq int
+	// opened: leftovers Open removed, reported by the next pull.
+	opened []string
 }
 
 // Open opens (creating if needed) the snapshot store in dir. When no pull
@@ -76,7 +78,7 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	defer unlock()
-	if _, err := s.cleanup(); err != nil {
+	if s.opened, err = s.cleanup(); err != nil {
 		return nil, err
 	}
 	return s, nil

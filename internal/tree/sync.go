@@ -200,6 +200,10 @@ func (sy *Syncer) sync(ctx context.Context) (Result, error) {
 	}
 	defer unlock()
 	cleaned, err := st.cleanup()
+	st.mu.Lock()
+	cleaned = append(st.opened, cleaned...)
+	st.opened = nil
+	st.mu.Unlock()
 	if err != nil {
 		return Result{Cleaned: cleaned}, err
 	}
@@ -364,6 +368,7 @@ func (sy *Syncer) probeTimestamp(ctx context.Context, up string) (time.Time, err
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.WaitDelay = 5 * time.Second
+	dieWithParent(cmd)
 	if err := cmd.Run(); err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s", err, clip(out.String()))
 	}
@@ -395,6 +400,7 @@ func (sy *Syncer) runPull(ctx context.Context, up string, args []string, res *Re
 		return "", err
 	}
 	cmd.WaitDelay = 5 * time.Second
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
