@@ -294,6 +294,9 @@ func writeSplitTop(root, rel string, opts ManifestOptions) error {
 			return fmt.Errorf("testtree: sign: %w", err)
 		}
 		out = buf.Bytes()
+		if !bytes.HasSuffix(out, []byte("\n")) {
+			out = append(out, '\n') // as gpg --clearsign writes it (gemato needs it)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(root, rel, "Manifest"), out, 0o644); err != nil {
 		return fmt.Errorf("testtree: %w", err)
