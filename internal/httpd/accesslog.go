@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/metrics"
@@ -138,15 +139,67 @@ func (s *Server) finish(w *recorder, r *http.Request) {
 	d := time.Since(w.began)
 	bp := lineBufs.Get().(*[]byte)
 	line := appendLogLine((*bp)[:0], time.Now().UTC(), r, status, w.bytes, outcome, d, aborted)
-	s.logMu.Lock()
-	s.opt.AccessLog.Write(line)
-	s.logMu.Unlock()
+	s.alog.end(line)
 	s.recent.add(string(line))
 	*bp = line
 	lineBufs.Put(bp)
 	s.hits.count(outcome, status, w.bytes)
 	s.reqs.counter(outcome, status).Inc()
 	metrics.HTTPBytes.Add(float64(w.bytes))
+}
+
+// logBuffer batches access-log lines into fewer writes under load: the
+// lines go out when no request is in flight any more (so a client that
+// waits for its answer finds its line written), when 32 KiB are waiting,
+// or at most logFlushDelay after a line came, whichever is first; Close
+// writes the rest.
+type logBuffer struct {
+	w        io.Writer
+	inflight atomic.Int64
+
+	mu    sync.Mutex
+	buf   []byte
+	timer *time.Timer
+}
+
+const (
+	logFlushSize  = 32 << 10
+	logFlushDelay = time.Second
+)
+
+// begin counts a request in flight.
+func (l *logBuffer) begin() { l.inflight.Add(1) }
+
+// end takes the line of a request that ends.
+func (l *logBuffer) end(line []byte) {
+	idle := l.inflight.Add(-1) <= 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, line...)
+	switch {
+	case idle || len(l.buf) >= logFlushSize:
+		l.flushLocked()
+	case l.timer == nil:
+		l.timer = time.AfterFunc(logFlushDelay, l.flush)
+	}
+}
+
+// flush writes what is waiting.
+func (l *logBuffer) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+}
+
+func (l *logBuffer) flushLocked() {
+	if len(l.buf) > 0 {
+		l.w.Write(l.buf)
+		l.buf = l.buf[:0]
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
 }
 
 // lineBufs recycles access-log line buffers.

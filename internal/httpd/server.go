@@ -36,7 +36,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/acl"
@@ -142,7 +141,7 @@ type Server struct {
 	log     *slog.Logger
 	aliases map[string]*aliasDir
 	start   time.Time
-	logMu   sync.Mutex
+	alog    logBuffer
 	recent  recentRing
 	hits    hitStats
 	metrics http.Handler // /metrics: the shared registry and the tree age
@@ -165,6 +164,7 @@ func New(opt Options) (*Server, error) {
 	if s.opt.AccessLog == nil {
 		s.opt.AccessLog = io.Discard
 	}
+	s.alog.w = s.opt.AccessLog
 	if s.opt.LayoutConf == nil {
 		s.opt.LayoutConf = []byte(defaultLayoutConf)
 	}
@@ -193,6 +193,7 @@ func (s *Server) Close() error {
 	for _, d := range s.aliases {
 		d.root.Close()
 	}
+	s.alog.flush()
 	return nil
 }
 
@@ -204,6 +205,7 @@ const defaultLayoutConf = "[structure]\n0=filename-hash BLAKE2B 8\n1=flat\n"
 // (absolute form), then the local routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := newRecorder(w, r)
+	s.alog.begin()
 	defer s.finish(rw, r)
 
 	client, ok := acl.AddrOf(r.RemoteAddr)
