@@ -214,3 +214,23 @@ func unitValues(t *testing.T, path string) map[string][]string {
 	}
 	return vals
 }
+
+// waitFileContains waits until the file at path holds want (the access
+// log is written just after the answer, possibly batched) and returns
+// its content; the error says what the file held at the deadline.
+func waitFileContains(path, want string) (string, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), want) {
+			return string(b), nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%s lacks %q after 15 s:\n%s", path, want, b)
+			}
+			return string(b), err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

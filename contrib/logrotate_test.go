@@ -79,10 +79,16 @@ func TestLogrotateRotatesLiveLog(t *testing.T) {
 		}
 	})
 	get(t, "http://"+httpAddr+"/before-rotation")
+	if _, err := waitFileContains(accessLog, "/before-rotation"); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command(logrotate, "-f", "-s", state, confPath).CombinedOutput(); err != nil || strings.Contains(string(out), "error:") {
 		t.Fatalf("logrotate -f: %v\n%s", err, out)
 	}
 	get(t, "http://"+httpAddr+"/after-rotation")
+	if _, err := waitFileContains(accessLog, "/after-rotation"); err != nil {
+		t.Fatal(err)
+	}
 
 	old, err := os.ReadFile(accessLog + ".1")
 	if err != nil {

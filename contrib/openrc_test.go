@@ -172,6 +172,9 @@ LANMIRROR_OPTS="--http %s --rsync %s --rsync-module test=%s"
 	if list := rsyncList(t, rsync, rsyncAddr); !strings.Contains(list, "test") {
 		t.Errorf("rsync module list through the service lacks module test:\n%s", list)
 	}
+	if _, err := waitFileContains(filepath.Join(logDir, "access.log"), `GET "/"`); err != nil {
+		t.Errorf("access log: %v", err)
+	}
 	// checkpath created the directories for the user, and lanmirror runs
 	// as that user: what it creates is owned by nobody.
 	for _, p := range []string{data, logDir, filepath.Join(data, "distfiles"), filepath.Join(logDir, "access.log")} {
@@ -184,11 +187,8 @@ LANMIRROR_OPTS="--http %s --rsync %s --rsync-module test=%s"
 			t.Errorf("%s is owned by uid %d, want nobody (%d)", p, owner, uid)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(logDir, "access.log")); err != nil || !strings.Contains(string(b), `GET "/"`) {
-		t.Errorf("access log (%v) lacks the request to /:\n%s", err, b)
-	}
-	if b, err := os.ReadFile(filepath.Join(logDir, "lanmirror.log")); err != nil || !strings.Contains(string(b), "lanmirror serving") {
-		t.Errorf("error_log (%v) lacks the start message:\n%s", err, b)
+	if _, err := waitFileContains(filepath.Join(logDir, "lanmirror.log"), "lanmirror serving"); err != nil {
+		t.Errorf("error_log: %v", err)
 	}
 
 	if _, err := io.WriteString(stdin, "stop\n"); err != nil {

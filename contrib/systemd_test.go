@@ -143,8 +143,8 @@ func TestSystemdExecStartServes(t *testing.T) {
 	if list := rsyncList(t, rsync, rsyncAddr); !strings.Contains(list, "test") {
 		t.Errorf("rsync module list lacks module test:\n%s", list)
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "log", "access.log")); err != nil || !strings.Contains(string(b), `GET "/"`) {
-		t.Errorf("access log in LogsDirectory (%v) lacks the request:\n%s", err, b)
+	if _, err := waitFileContains(filepath.Join(root, "log", "access.log"), `GET "/"`); err != nil {
+		t.Errorf("access log in LogsDirectory: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "cache", "distfiles")); err != nil {
 		t.Errorf("the cache is not in CacheDirectory: %v", err)
