@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -598,4 +599,42 @@ func TestTreeSyncKilledDuringPull(t *testing.T) {
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	portageSync(t, url, fresh)
 	sameTree(t, "served after the next pull", treeState(t, fresh), wantB)
+}
+
+// `lanmirror sync` shows a progress bar (files, bytes) on a terminal (a
+// pty from script(1)) and none when its output is a pipe.
+func TestSyncProgressBarOnTerminal(t *testing.T) {
+	testutil.RequireTool(t, "rsync")
+	script := testutil.RequireTool(t, "script")
+	up := filepath.Join(t.TempDir(), "up")
+	genTree(t, up, 300, 3)
+	run := func(tty bool) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		args := []string{htBinary(t), "sync", "--data", t.TempDir(), "--upstream", up}
+		var cmd *exec.Cmd
+		if tty {
+			var q []string
+			for _, a := range args {
+				q = append(q, "'"+a+"'")
+			}
+			cmd = exec.CommandContext(ctx, script, "-qec", strings.Join(q, " "), "/dev/null")
+		} else {
+			cmd = exec.CommandContext(ctx, args[0], args[1:]...)
+		}
+		cmd.Env = append(os.Environ(), htExecMain+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+		}
+		return string(out)
+	}
+	out := run(true)
+	if !regexp.MustCompile(`pulling the tree: [0-9]+ files, [0-9.]+ (B|KiB|MiB)`).MatchString(out) || !strings.Contains(out, "published ") {
+		t.Errorf("no progress bar on a terminal:\n%q", out)
+	}
+	out = run(false)
+	if strings.Contains(out, "pulling the tree") || !strings.Contains(out, "published ") {
+		t.Errorf("progress bar without a terminal:\n%q", out)
+	}
 }

@@ -106,7 +106,7 @@ func NewTransfer(w io.Writer, desc string) *Transfer {
 func (t *Transfer) Set(files int, bytes int64) {
 	t.files, t.bytes = files, bytes
 	if t.bar != nil {
-		t.bar.Describe(fmt.Sprintf("%s: %d files", t.desc, files))
+		t.bar.Describe(fmt.Sprintf("%s: %d files, %s", t.desc, files, FormatBytes(bytes)))
 		_ = t.bar.Set64(bytes)
 		return
 	}
