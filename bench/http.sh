@@ -75,7 +75,8 @@ http {
 }
 EOF
 "$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 wait_port "$nginx_port"
 
 lm_port=$(free_port)
@@ -107,9 +108,42 @@ throughput() {
 	echo "$best"
 }
 
-# rps URL: requests per second with wrk, 64 connections.
+# cpu_ticks PID...: utime+stime of the processes, in clock ticks.
+cpu_ticks() {
+	local t=0 p rest
+	for p in "$@"; do
+		# The command name (field 2) may hold spaces: cut after its ")".
+		rest=$(sed 's/^.*) //' "/proc/$p/stat")
+		# shellcheck disable=SC2086
+		set -- $rest
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
+
+# server_pids NAME: the processes serving for NAME (nginx: master and workers).
+server_pids() {
+	case $1 in
+	lanmirror) echo "$lm_pid" ;;
+	nginx) echo "$nginx_pid" $(cat /proc/"$nginx_pid"/task/*/children) ;;
+	esac
+}
+
+# rps NAME URL: requests per second with wrk, 64 connections; also sets
+# cpu_per_k[NAME], the server's CPU milliseconds per 1000 requests.
+declare -A cpu_per_k
+TICK=$(getconf CLK_TCK)
 rps() {
-	wrk -t2 -c64 -d"${WRK_SECONDS}s" "$1" | awk '/^Requests\/sec/ {print int($2)}'
+	local name=$1 url=$2 c0 c1 out r n
+	# shellcheck disable=SC2046
+	c0=$(cpu_ticks $(server_pids "$name"))
+	out=$(wrk -t2 -c64 -d"${WRK_SECONDS}s" "$url")
+	# shellcheck disable=SC2046
+	c1=$(cpu_ticks $(server_pids "$name"))
+	r=$(awk '/^Requests\/sec/ {print int($2)}' <<<"$out")
+	n=$(awk '/requests in/ {print $1}' <<<"$out")
+	cpu_per_k[$name]=$(awk -v d=$((c1 - c0)) -v t="$TICK" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", d / t * 1000 / n * 1000; else print "n/a" }')
+	echo "$r"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -120,8 +154,12 @@ lm_tp=$(throughput "$lm_url/large.bin")
 ng_tp=$(throughput "$nginx_url/large.bin")
 
 echo "measuring small-file requests/s (${WRK_SECONDS}s each)..." >&2
-lm_rps=$(rps "$lm_url/small.bin")
-ng_rps=$(rps "$nginx_url/small.bin")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+rps lanmirror "$lm_url/small.bin" >"$work/rps-lm"
+rps nginx "$nginx_url/small.bin" >"$work/rps-ng"
+lm_rps=$(cat "$work/rps-lm")
+ng_rps=$(cat "$work/rps-ng")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "measuring peak RSS with $CLIENTS concurrent large-file clients..." >&2
 cpids=()
@@ -137,9 +175,10 @@ cat <<EOF
 
 | measure | lanmirror | nginx | ratio (lanmirror/nginx) | target |
 |---|---|---|---|---|
-| ${LARGE_MB} MiB file, 1 client | $(mib "$lm_tp") | $(mib "$ng_tp") | $(ratio "$lm_tp" "$ng_tp") | ≥ 0.9 |
-| ${SMALL_KB} KiB file, 64 connections | ${lm_rps} req/s | ${ng_rps} req/s | $(ratio "$lm_rps" "$ng_rps") | ≥ 0.6 |
+| ${LARGE_MB} MiB file, 1 client | $(mib "$lm_tp") | $(mib "$ng_tp") | $(ratio "$lm_tp" "$ng_tp") | ≥ 1.0 |
+| ${SMALL_KB} KiB file, 64 connections | ${lm_rps} req/s | ${ng_rps} req/s | $(ratio "$lm_rps" "$ng_rps") | ≥ 0.7 |
+| server CPU per 1000 requests of the ${SMALL_KB} KiB file | ${cpu_per_k[lanmirror]} ms | ${cpu_per_k[nginx]} ms | $(ratio "${cpu_per_k[lanmirror]}" "${cpu_per_k[nginx]}") | |
 | peak RSS, $CLIENTS clients of the large file | $((peak_kb / 1024)) MB | | | < 100 MB |
 
-$CLIENTS-client run: $failed client(s) failed. $(nproc) cores, $(uname -sr).
+$CLIENTS-client run: $failed client(s) failed. $(nproc) cores, $(uname -sr); load average $load_before before the small-file runs, $load_after after.
 EOF
