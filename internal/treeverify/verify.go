@@ -105,7 +105,8 @@ type entry struct {
 	digests []digest
 	from    *string // the Manifest that lists the path
 	// checked is the number of digests verified when a sub-Manifest was
-	// loaded: the walk does not hash it again when all were.
+	// loaded (a failure is reported then): the walk does not hash it again
+	// when all were.
 	checked int
 	seen    bool // reached by the walk
 }
@@ -120,6 +121,9 @@ type verifier struct {
 	mu        sync.Mutex
 	dirs      map[string]map[string]*entry // directory -> name -> entry
 	manifests map[string]bool              // Manifests loaded or queued
+	// failed holds the directories of the sub-Manifests that failed: the
+	// walk does not enter them (their files would all be "not listed").
+	failed map[string]bool
 	problems  []Problem
 	total     int
 	timestamp time.Time
@@ -153,6 +157,7 @@ func Verify(ctx context.Context, dir string, opts Options) (*Report, error) {
 		signed:    len(opts.Keyring) > 0,
 		dirs:      map[string]map[string]*entry{},
 		manifests: map[string]bool{TopManifest: true},
+		failed:    map[string]bool{},
 	}
 	top := v.loadTop(ctx)
 	if v.total == 0 {
@@ -414,25 +419,39 @@ func (v *verifier) loadSub(w *worker, rel string, e *entry, size int64, digests 
 		return
 	}
 	data, ok := v.readChecked(w, rel, size, digests, *e.from)
+	v.mu.Lock()
+	e.checked = len(digests) // checked, failure reported: the walk skips it
+	v.mu.Unlock()
 	if !ok {
+		v.markFailed(rel)
 		return
 	}
 	v.nManifests.Add(1)
-	v.mu.Lock()
-	e.checked = len(digests)
-	v.mu.Unlock()
 	text, err := decompress(rel, data)
 	if err != nil {
 		v.problem(rel, "%v", err)
+		v.markFailed(rel)
 		return
 	}
 	m, _, err := v.parse(rel, text, false)
 	if err != nil {
 		v.problem(rel, "%v", err)
+		v.markFailed(rel)
 		return
 	}
 	v.addEntries(rel, m)
 	v.queueListed(rel, m)
+}
+
+// markFailed records that the Manifest at rel could not be used.
+func (v *verifier) markFailed(rel string) {
+	dir := path.Dir(rel)
+	if dir == "." {
+		dir = ""
+	}
+	v.mu.Lock()
+	v.failed[dir] = true
+	v.mu.Unlock()
 }
 
 // queueListed queues the sub-Manifests that the Manifest at mpath lists.

@@ -241,6 +241,10 @@ func TestVerifyRefusesTamperedTrees(t *testing.T) {
 		flipByte(t, filepath.Join(dir, cat, "Manifest.gz"), 40)
 		_, err := Verify(ctx, dir, opts(ring))
 		wantRefused(t, err, cat+"/Manifest.gz", "BLAKE2B mismatch (Manifest.files.gz says")
+		// One problem, not one per file of the category.
+		if ve := err.(*Error); ve.Total != 1 {
+			t.Fatalf("%d problems: %v", ve.Total, ve.Problems)
+		}
 	})
 	t.Run("expired signature", func(t *testing.T) {
 		dir := signedTree(t, key, &packet.Config{Time: at(treeTime.Add(-2 * time.Hour)), SigLifetimeSecs: 3600})

@@ -38,6 +38,9 @@ type dirID struct{ dev, ino uint64 }
 // files queued for hashing, subdirectories queued for walking. chain holds
 // the directories above it.
 func (v *verifier) walkDir(w *worker, rel string, chain []dirID) {
+	if v.failed[rel] {
+		return // its Manifest failed (reported): its files cannot be checked
+	}
 	f, err := os.Open(v.abs(rel))
 	if err != nil {
 		v.problem(relOrDot(rel), "cannot read directory: %v", unwrapPath(err))
