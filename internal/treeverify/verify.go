@@ -123,7 +123,7 @@ type verifier struct {
 	manifests map[string]bool              // Manifests loaded or queued
 	// failed holds the directories of the sub-Manifests that failed: the
 	// walk does not enter them (their files would all be "not listed").
-	failed map[string]bool
+	failed    map[string]bool
 	problems  []Problem
 	total     int
 	timestamp time.Time
