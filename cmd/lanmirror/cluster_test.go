@@ -79,11 +79,16 @@ func (w *bucketWatch) finish(t *testing.T) {
 // clusterNode starts `lanmirror serve` with its objects on the bucket.
 func clusterNode(t *testing.T, srv *testutil.S3Server, bucket, mirror string, extra ...string) (*htProc, string) {
 	t.Helper()
+	return clusterNodeAt(t, srv, bucket, mirror, htFreeAddr(t), extra...)
+}
+
+// clusterNodeAt is clusterNode listening on addr.
+func clusterNodeAt(t *testing.T, srv *testutil.S3Server, bucket, mirror, addr string, extra ...string) (*htProc, string) {
+	t.Helper()
 	for _, kv := range srv.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	addr := htFreeAddr(t)
 	args := append([]string{"--data", t.TempDir(), "--mirror", mirror,
 		"--store", "s3://" + bucket + "/cache", "--s3-endpoint", srv.Endpoint, "--lease-ttl", "3s",
 		"--advertise-url", "http://" + addr}, extra...)
@@ -221,5 +226,66 @@ func TestClusterNodeKilledMidDownload(t *testing.T) {
 	obj, err := s3.Client.StatObject(context.Background(), bucket, "cache/distfiles/orphan-1.tar.gz", minio.StatObjectOptions{})
 	if err != nil || obj.Size != int64(len(data)) {
 		t.Fatalf("object in the bucket: %v %v", obj.Size, err)
+	}
+}
+
+// TestClusterPeers: with --peers, a client of node 2 asking for a file
+// node 1 is downloading is served by node 2 streaming it from node 1
+// (node 1's access log shows node 2's request), still with one upstream
+// request; the object is in the bucket once, complete.
+func TestClusterPeers(t *testing.T) {
+	testutil.RequireTool(t, "curl")
+	s3 := testutil.StartS3(t)
+	bucket := s3.Bucket(t)
+	up := newHTUpstream(t)
+	data := htData(4_000_000, 13)
+	up.put("/distfiles/peered-1.tar.gz", data)
+	up.slow.Store(true) // about 1.2 s
+	addr1, addr2 := htFreeAddr(t), htFreeAddr(t)
+	logs := t.TempDir()
+	log1 := filepath.Join(logs, "node1.log")
+	_, url1 := clusterNodeAt(t, s3, bucket, up.ts.URL, addr1, "--peers", "http://"+addr2, "--log", log1)
+	_, url2 := clusterNodeAt(t, s3, bucket, up.ts.URL, addr2, "--peers", "http://"+addr1)
+	watch := watchBucket(s3, bucket, "cache/distfiles/peered-1.tar.gz", int64(len(data)))
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c1 := exec.CommandContext(ctx, "curl", "-sS", "-o", filepath.Join(dir, "one"), url1+"/distfiles/peered-1.tar.gz")
+	c1.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if err := c1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if fi, err := os.Stat(filepath.Join(dir, "one")); err == nil && fi.Size() > 200_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("download did not start")
+		}
+	}
+	r := curlGet(t, dir, "two", url2+"/distfiles/peered-1.tar.gz")
+	if err := c1.Wait(); err != nil {
+		t.Fatalf("client of node 1: %v", err)
+	}
+	watch.finish(t)
+	if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "two")), data) {
+		t.Fatalf("client of node 2: curl exit %d\n%s", r.code, r.out)
+	}
+	if !bytes.Equal(htReadFile(t, filepath.Join(dir, "one")), data) {
+		t.Fatal("client of node 1 got other bytes")
+	}
+	if got := up.count("/distfiles/peered-1.tar.gz"); got != 1 {
+		t.Fatalf("%d upstream requests, want 1", got)
+	}
+	var acc []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		acc, _ = os.ReadFile(log1)
+		if bytes.Count(acc, []byte("peered-1.tar.gz")) >= 2 {
+			break
+		}
+	}
+	if n := bytes.Count(acc, []byte("peered-1.tar.gz")); n != 2 {
+		t.Fatalf("node 1 logged %d requests for the file, want 2 (its client and node 2):\n%s", n, acc)
 	}
 }

@@ -226,6 +226,7 @@ func (sf *settingsFlags) objectStoreFlags() {
 	sf.String(&v.S3Region, "s3-region", "S3 region of the bucket (default: $AWS_REGION)")
 	sf.Duration(&v.LeaseTTL, "lease-ttl", "with --store s3://: how long a node's claim to download a file lasts unless renewed (0: 30s)")
 	sf.String(&v.AdvertiseURL, "advertise-url", "with --store s3://: this node's HTTP base URL, written in its download leases")
+	sf.Strings(&v.Peers, "peers", "with --store s3://: another node's base URL (its --advertise-url), repeatable: a file that node is downloading is streamed from it instead of waiting for the bucket")
 	sf.Var(sizeValue{&v.LocalCache}, &v.LocalCache, "s3-local-cache", "with --store s3://: keep local copies of recently served distfiles below --data, up to this size (e.g. 50G); empty: none")
 }
 

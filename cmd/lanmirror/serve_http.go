@@ -32,7 +32,9 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 			return nil, fmt.Errorf("--allow: %w", err)
 		}
 	}
-	policy, err := httpd.NewPolicy(append(append([]string(nil), cfg.Mirrors...), cfg.BinhostUpstream), cfg.ProxyAllowHosts)
+	// The peers are upstreams too (a node streams from the node that
+	// downloads a file).
+	policy, err := httpd.NewPolicy(append(append(append([]string(nil), cfg.Mirrors...), cfg.BinhostUpstream), cfg.Peers...), cfg.ProxyAllowHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +45,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	verifier := s.verifier()
 	opts := distcache.Options{
 		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
-		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL, HotCache: cfg.LocalCache,
+		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL, HotCache: cfg.LocalCache, Peers: cfg.Peers,
 	}
 	stats := storeStats(store)
 	var health func(context.Context) error

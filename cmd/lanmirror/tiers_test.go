@@ -68,7 +68,14 @@ func TestTiers(t *testing.T) {
 		t.Fatalf("%d upstream requests for %d site clients, want 1", got, n)
 	}
 	// (The site asks central at its GLEP 75 path, /distfiles/XX/NAME.)
-	if log := string(htReadFile(t, filepath.Join(centralData, "access.log"))); strings.Count(log, "tiered-1.tar.gz") != 1 {
+	// (The access log is written in batches: wait for the line.)
+	var log string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if log = string(htReadFile(t, filepath.Join(centralData, "access.log"))); strings.Contains(log, "tiered-1.tar.gz") {
+			break
+		}
+	}
+	if strings.Count(log, "tiered-1.tar.gz") != 1 {
 		t.Fatalf("central logged %d requests for the file, want 1 (from the site):\n%s", strings.Count(log, "tiered-1.tar.gz"), log)
 	}
 	// The site's tree comes from central's rsync daemon.

@@ -132,6 +132,10 @@ type Serve struct {
 	// AdvertiseURL is this node's HTTP base URL as other nodes reach it,
 	// written in its leases; may be empty.
 	AdvertiseURL string `toml:"advertise-url"`
+	// Peers are the other nodes' base URLs (their AdvertiseURL): a node
+	// streams a file another node is downloading from that node instead
+	// of waiting for it to reach the bucket.
+	Peers []string `toml:"peers"`
 	// LocalCache, with an S3 Store, caps the local copies of recently
 	// served distfiles kept below DataDir (bytes); 0: none.
 	LocalCache int64 `toml:"-"`
@@ -181,6 +185,9 @@ func ParseModuleFlag(s string) (Module, error) {
 func (s *Serve) Resolve() error {
 	if s.Store != "" && s.Store != "disk" && !s.RemoteStore() {
 		return fmt.Errorf("config: store %q: want empty (the data directory) or s3://BUCKET[/PREFIX]", s.Store)
+	}
+	if len(s.Peers) > 0 && (!s.RemoteStore() || s.AdvertiseURL == "") {
+		return fmt.Errorf("config: peers need an S3 store and this node's advertise URL")
 	}
 	if s.LocalCache > 0 && !s.RemoteStore() {
 		return fmt.Errorf("config: the local cache size is for an S3 store (the data directory is the cache otherwise)")

@@ -77,6 +77,11 @@ type Options struct {
 	// LeaseTTL is how long a lease lives without renewal: a node that
 	// dies mid-download holds the name that long (0: DefaultLeaseTTL).
 	LeaseTTL time.Duration
+	// Peers are the other nodes' base URLs (their Peer): while one of
+	// them holds the lease of a distfile, this node streams the file from
+	// it instead of waiting for the object (on failure it waits as
+	// without). Lease holders not in the list are waited for.
+	Peers []string
 	// HotCache, with a Remote, is the size in bytes of the local copies
 	// of recently served distfiles kept in the Store's directory (see
 	// hot.go); 0: none.
@@ -110,6 +115,7 @@ type Cache struct {
 	peer     string
 	leaseTTL time.Duration
 	hot      *hotState // nil: no local copies
+	peers    map[string]bool
 	client   *http.Client
 	verifier Verifier
 	fresh    time.Duration
@@ -142,6 +148,7 @@ func New(o Options) (*Cache, error) {
 		node:     o.Node,
 		peer:     o.Peer,
 		leaseTTL: o.LeaseTTL,
+		peers:    map[string]bool{},
 		client:   o.Client,
 		verifier: o.Verifier,
 		fresh:    o.Fresh,
@@ -173,6 +180,13 @@ func New(o Options) (*Cache, error) {
 	}
 	if o.Remote != nil {
 		c.hot = newHotState(o.HotCache)
+	}
+	for _, p := range o.Peers {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("distcache: peer %q: not an http(s) URL", p)
+		}
+		c.peers[strings.TrimRight(p, "/")] = true
 	}
 	if c.leaseTTL <= 0 {
 		c.leaseTTL = DefaultLeaseTTL

@@ -185,34 +185,56 @@ const (
 // fetch runs the download to its end and returns the metrics result.
 func (d *download) fetch(ctx context.Context) (string, error) {
 	if d.c.remote != nil && !d.hasStored && isRemoteLease(d.obj) {
-		lease, served, err := d.coordinate(ctx)
-		if err != nil {
-			return "error", fmt.Errorf("%w: %s: cluster lease: %w", ErrUpstream, d.key, err)
-		}
-		if served {
-			d.mu.Lock()
-			d.useStored, d.storedOutcome = true, Join
-			d.mu.Unlock()
-			d.leave()
-			d.markReady()
-			return "cluster", nil
-		}
-		if lease != nil {
-			var stop func()
-			ctx, stop = d.keepLease(ctx, lease)
-			defer stop()
+		for round := 0; ; round++ {
+			lease, served, peer, err := d.coordinate(ctx, round == 0 && len(d.c.peers) > 0)
+			if err != nil {
+				return "error", fmt.Errorf("%w: %s: cluster lease: %w", ErrUpstream, d.key, err)
+			}
+			if served {
+				d.mu.Lock()
+				d.useStored, d.storedOutcome = true, Join
+				d.mu.Unlock()
+				d.leave()
+				d.markReady()
+				return "cluster", nil
+			}
+			if peer != "" {
+				// Stream from the node that downloads it (it joins its own
+				// download and holds the last byte back until its upload).
+				res, err := d.fetchFrom(ctx, func(context.Context) []string { return []string{peer} }, true)
+				if err == nil {
+					return res, nil
+				}
+				d.c.log.Info("streaming from the node holding the lease failed; waiting for the object instead", "key", d.key, "peer", peer, "err", err)
+				d.reset()
+				continue
+			}
+			if lease != nil {
+				var stop func()
+				ctx, stop = d.keepLease(ctx, lease)
+				defer stop()
+			}
+			break
 		}
 	}
-	f, tmp, err := d.c.store.createTemp()
-	if err != nil {
-		return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
-	}
-	d.tmp = tmp
-	d.file = newSharedFile(f)
-	d.buf = make([]byte, chunkSize)
-	d.resetHashes()
+	return d.fetchFrom(ctx, d.sources, false)
+}
 
-	sources := d.sources(ctx)
+// fetchFrom downloads from sources (viaPeer: another node of the
+// cluster, which stores the object itself) into the temporary file.
+func (d *download) fetchFrom(ctx context.Context, sourcesOf func(context.Context) []string, viaPeer bool) (string, error) {
+	if d.file == nil {
+		f, tmp, err := d.c.store.createTemp()
+		if err != nil {
+			return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
+		}
+		d.tmp = tmp
+		d.file = newSharedFile(f)
+		d.buf = make([]byte, chunkSize)
+		d.resetHashes()
+	}
+
+	sources := sourcesOf(ctx)
 	if len(sources) == 0 {
 		return "not_found", fmt.Errorf("%w: %s: no upstream configured", ErrNotFound, d.key)
 	}
@@ -230,6 +252,12 @@ func (d *download) fetch(ctx context.Context) (string, error) {
 			}
 			switch res {
 			case resComplete:
+				if viaPeer {
+					if err := d.commitPeer(ctx); err != nil {
+						return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
+					}
+					return "peer", nil
+				}
 				if err := d.commit(ctx); err != nil {
 					return "error", fmt.Errorf("distcache: %s: cache storage: %w", d.key, err)
 				}
@@ -668,28 +696,31 @@ func (d *download) commitRemote(ctx context.Context, f *os.File, m meta) error {
 // when the backend has no leases). While another node holds the lease it
 // polls, with backoff, until the object appears or the lease expires
 // (its holder died: this node takes it over); ctx bounds the wait.
-func (d *download) coordinate(ctx context.Context) (*objstore.Lease, bool, error) {
+func (d *download) coordinate(ctx context.Context, usePeer bool) (*objstore.Lease, bool, string, error) {
 	lr, ok := d.c.remote.(objstore.Leaser)
 	if !ok {
-		return nil, false, nil
+		return nil, false, "", nil
 	}
 	wait := 50 * time.Millisecond
 	logged := false
 	for {
 		if d.remoteComplete(ctx) {
-			return nil, true, nil
+			return nil, true, "", nil
 		}
 		l, li, err := lr.AcquireLease(ctx, d.key, d.c.node, d.c.peer, d.c.leaseTTL)
 		if err == nil {
 			if d.remoteComplete(ctx) {
 				// Committed by the previous holder just before it let go.
 				d.releaseLease(l)
-				return nil, true, nil
+				return nil, true, "", nil
 			}
-			return l, false, nil
+			return l, false, "", nil
 		}
 		if !errors.Is(err, objstore.ErrLeaseHeld) {
-			return nil, false, err
+			return nil, false, "", err
+		}
+		if name, ok := strings.CutPrefix(d.key, DistfilesPrefix); ok && usePeer && d.c.peers[strings.TrimRight(li.Peer, "/")] && li.Peer != d.c.peer {
+			return nil, false, strings.TrimRight(li.Peer, "/") + "/distfiles/" + escapePath(name), nil
 		}
 		if !logged {
 			d.c.log.Info("another node is downloading; waiting for it", "key", d.key, "holder", li.Holder, "expires", li.Expires)
@@ -697,7 +728,7 @@ func (d *download) coordinate(ctx context.Context) (*objstore.Lease, bool, error
 		}
 		sleepCtx(ctx, wait)
 		if ctx.Err() != nil {
-			return nil, false, context.Cause(ctx)
+			return nil, false, "", context.Cause(ctx)
 		}
 		wait = min(wait*2, 2*time.Second)
 	}
@@ -757,4 +788,25 @@ func (d *download) releaseLease(l *objstore.Lease) {
 	if err := l.Release(ctx); err != nil {
 		d.c.log.Warn("cannot release the cluster lease", "key", d.key, "err", err)
 	}
+}
+
+// commitPeer ends a download streamed from the node that holds the lease:
+// that node uploads the object before it sends the last byte, so it is in
+// the bucket; if not (that node failed at the very end), this node
+// uploads its verified copy.
+func (d *download) commitPeer(ctx context.Context) error {
+	if !d.remoteComplete(ctx) {
+		d.mu.Lock()
+		m := meta{ETag: d.etag, LastModified: d.lastModified, ContentType: d.ctype, Fetched: d.c.now()}
+		f := d.file.f
+		d.mu.Unlock()
+		return d.commitRemote(ctx, f, m)
+	}
+	d.c.hotKeep(d)
+	d.mu.Lock()
+	d.committed = true
+	d.size = d.written
+	d.broadcast()
+	d.mu.Unlock()
+	return nil
 }
