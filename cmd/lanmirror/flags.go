@@ -230,6 +230,15 @@ func (sf *settingsFlags) objectStoreFlags() {
 	sf.Var(sizeValue{&v.LocalCache}, &v.LocalCache, "s3-local-cache", "with --store s3://: keep local copies of recently served distfiles below --data, up to this size (e.g. 50G); empty: none")
 }
 
+// clientLimitFlags: bounds on slow and hostile clients.
+func (sf *settingsFlags) clientLimitFlags() {
+	v := &sf.vals
+	sf.Int(&v.MaxConnsPerClient, "max-conns-per-client", "connections one client address may hold at once, on the HTTP side and on the rsync daemon each (HTTP answers 503 beyond it, rsync @ERROR); 0: no limit")
+	sf.Duration(&v.HTTPHeaderTimeout, "http-header-timeout", "disconnect an HTTP client that has not sent its request headers within this time (slowloris); 0: 20s")
+	sf.Duration(&v.HTTPWriteTimeout, "http-write-timeout", "disconnect an HTTP client that accepts no data of an answer for this long; 0: 2m")
+	sf.Duration(&v.RsyncHandshakeTimeout, "rsync-handshake-timeout", "disconnect an rsync client that has not completed the handshake (greeting to arguments), or that keeps the session setup waiting up to the end of the file list, within this time; 0: 60s")
+}
+
 // allServeFlags declares every serve setting (serve, check-config,
 // client-config).
 func (sf *settingsFlags) allServeFlags() {
@@ -243,6 +252,7 @@ func (sf *settingsFlags) allServeFlags() {
 	sf.cacheLimitFlags()
 	sf.cleanFlags()
 	sf.objectStoreFlags()
+	sf.clientLimitFlags()
 }
 
 // serveFlags binds every serve setting to a flag of fs; finish, called

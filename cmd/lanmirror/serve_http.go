@@ -89,6 +89,10 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 		Status:          s.status,
 		AccessLog:       s.accessLog,
 		Log:             s.log,
+
+		ReadHeaderTimeout: cfg.HTTPHeaderTimeout,
+		WriteIdleTimeout:  cfg.HTTPWriteTimeout,
+		MaxConnsPerClient: cfg.MaxConnsPerClient,
 	})
 	if err != nil {
 		return nil, err
@@ -104,12 +108,8 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	s.log.Info("http listening", "addr", ln.Addr().String(), "mirrors", cfg.Mirrors, "allow", allow.String())
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	hs := srv.HTTPServer(slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
+	ln = srv.Listener(ln)
 	return func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- hs.Serve(ln) }()

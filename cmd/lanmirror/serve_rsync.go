@@ -122,7 +122,8 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 	for _, w := range s.warnings {
 		sv.log.Warn("rsyncd.conf", "warning", w)
 	}
-	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log})
+	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log,
+		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: sv.cfg.MaxConnsPerClient})
 	if err != nil {
 		return nil, err
 	}

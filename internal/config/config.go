@@ -139,6 +139,22 @@ type Serve struct {
 	// LocalCache, with an S3 Store, caps the local copies of recently
 	// served distfiles kept below DataDir (bytes); 0: none.
 	LocalCache int64 `toml:"-"`
+
+	// MaxConnsPerClient bounds the connections one client address may
+	// hold at once, on the HTTP side and on the rsync daemon each; 0: no
+	// limit.
+	MaxConnsPerClient int `toml:"max-conns-per-client"`
+	// HTTPHeaderTimeout bounds reading a request's headers (slowloris);
+	// 0: httpd's default.
+	HTTPHeaderTimeout time.Duration `toml:"http-header-timeout"`
+	// HTTPWriteTimeout disconnects a client that accepts no data of an
+	// answer for this long; 0: httpd's default.
+	HTTPWriteTimeout time.Duration `toml:"http-write-timeout"`
+	// RsyncHandshakeTimeout bounds an rsync client's handshake (greeting
+	// to arguments) and, counting only the time spent waiting for the
+	// client, the session setup up to the end of the file list; distinct
+	// from a module's "timeout". 0: the daemon's default.
+	RsyncHandshakeTimeout time.Duration `toml:"rsync-handshake-timeout"`
 }
 
 // RemoteStore reports whether objects live on object storage (S3).

@@ -16,7 +16,7 @@ import (
 // recorder wraps a ResponseWriter to learn the status, the body bytes and
 // the cache outcome of a request, for the access log and the metrics. It
 // also bounds every write: the client must accept each piece within
-// writeIdleTimeout, so one that stops reading is disconnected and holds no
+// Options.WriteIdleTimeout, so one that stops reading is disconnected and holds no
 // connection, goroutine or file for ever, on every route.
 type recorder struct {
 	http.ResponseWriter
@@ -25,6 +25,7 @@ type recorder struct {
 	outcome string // HIT, MISS, JOIN, REVALIDATED, ALIAS, DENY...; "" is "-"
 	began   time.Time
 	rc      *http.ResponseController
+	idle    time.Duration // Options.WriteIdleTimeout
 }
 
 func newRecorder(w http.ResponseWriter, _ *http.Request) *recorder {
@@ -33,10 +34,14 @@ func newRecorder(w http.ResponseWriter, _ *http.Request) *recorder {
 	return rw
 }
 
-// extend moves the write deadline writeIdleTimeout ahead. net/http clears
+// extend moves the write deadline w.idle ahead. net/http clears
 // it once the response is complete, before the next request.
 func (w *recorder) extend() {
-	w.rc.SetWriteDeadline(time.Now().Add(writeIdleTimeout))
+	idle := w.idle
+	if idle <= 0 {
+		idle = DefaultWriteIdleTimeout
+	}
+	w.rc.SetWriteDeadline(time.Now().Add(idle))
 }
 
 // WriteHeader records the status.

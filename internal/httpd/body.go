@@ -165,11 +165,6 @@ func (s *Server) abort(r *http.Request, sent, want int64, err error, clientSide 
 	panic(http.ErrAbortHandler)
 }
 
-// writeIdleTimeout bounds how long a client may take to accept one piece
-// of an answer (see recorder); a client that stops reading is
-// disconnected after it. (A variable for the tests.)
-var writeIdleTimeout = 2 * time.Minute
-
 // errWrite marks errors writing to the client (as opposed to reading the body).
 type errWrite struct{ error }
 

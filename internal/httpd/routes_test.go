@@ -541,17 +541,15 @@ func TestFetchLayoutConfAndSelfProxy(t *testing.T) {
 	}
 }
 
-// A client that stops reading is disconnected after writeIdleTimeout, and
+// A client that stops reading is disconnected after WriteIdleTimeout, and
 // the per-write deadline does not outlive its response on a keep-alive
 // connection.
 func TestStalledClientDisconnected(t *testing.T) {
-	old := writeIdleTimeout
-	writeIdleTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { writeIdleTimeout = old })
+	const writeIdleTimeout = 300 * time.Millisecond
 	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB, more than socket buffers hold
 	alias := t.TempDir()
 	os.WriteFile(filepath.Join(alias, "big.tbz2"), big, 0o644)
-	e := startServer(t, Options{Aliases: []config.Alias{{Dir: alias, Name: "All"}}})
+	e := startServer(t, Options{Aliases: []config.Alias{{Dir: alias, Name: "All"}}, WriteIdleTimeout: writeIdleTimeout})
 	e.cache.put("big.tar", &fakeObject{data: big})
 	e.cache.put("stream.tar", &fakeObject{data: big, outcome: distcache.Miss})
 	e.cache.put("small.tar", &fakeObject{data: []byte("small")})

@@ -132,6 +132,19 @@ type Options struct {
 	AccessLog io.Writer
 	// Log receives everything else; nil discards.
 	Log *slog.Logger
+
+	// ReadHeaderTimeout bounds reading a request's headers (slowloris);
+	// 0: DefaultReadHeaderTimeout. Applied by HTTPServer.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes kept-alive connections without a request;
+	// 0: DefaultIdleTimeout. Applied by HTTPServer.
+	IdleTimeout time.Duration
+	// WriteIdleTimeout bounds how long a client may take to accept each
+	// piece of an answer; 0: DefaultWriteIdleTimeout.
+	WriteIdleTimeout time.Duration
+	// MaxConnsPerClient bounds the connections one client address may
+	// hold at once (0: no limit). Applied by Listener.
+	MaxConnsPerClient int
 }
 
 // Server is lanmirror's HTTP handler.
@@ -165,6 +178,15 @@ func New(opt Options) (*Server, error) {
 		s.opt.AccessLog = io.Discard
 	}
 	s.alog.w = s.opt.AccessLog
+	if s.opt.ReadHeaderTimeout <= 0 {
+		s.opt.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if s.opt.IdleTimeout <= 0 {
+		s.opt.IdleTimeout = DefaultIdleTimeout
+	}
+	if s.opt.WriteIdleTimeout <= 0 {
+		s.opt.WriteIdleTimeout = DefaultWriteIdleTimeout
+	}
 	if s.opt.LayoutConf == nil {
 		s.opt.LayoutConf = []byte(defaultLayoutConf)
 	}
@@ -206,6 +228,7 @@ const defaultLayoutConf = "[structure]\n0=filename-hash BLAKE2B 8\n1=flat\n"
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := newRecorder(w, r)
 	s.alog.begin()
+	rw.idle = s.opt.WriteIdleTimeout
 	defer s.finish(rw, r)
 
 	client, ok := acl.AddrOf(r.RemoteAddr)

@@ -216,9 +216,12 @@ func (s *Server) serveConn(ctx, sessCtx context.Context, conn net.Conn) {
 		ModuleName: name,
 		Excludes:   m.cfg.Exclude,
 		Timeout:    m.cfg.Timeout,
-		Logger:     s.log,
-		ClientInfo: remote,
-		Lists:      tr.lists,
+		// The handshake timeout also bounds the client's share of the
+		// session setup, up to the end of the file list.
+		SetupTimeout: s.cfg.HandshakeTimeout,
+		Logger:       s.log,
+		ClientInfo:   remote,
+		Lists:        tr.lists,
 	})
 	metrics.RsyncBytes.Add(float64(st.TotalWritten))
 	s.stats.bytes.Add(st.TotalWritten)

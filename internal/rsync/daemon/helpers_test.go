@@ -24,7 +24,7 @@ type testServer struct {
 	srv  *Server
 	addr string // host:port
 	port string
-	logs *bytes.Buffer
+	logs *lockedBuffer
 }
 
 // lockedBuffer is a log sink safe for concurrent writes.
@@ -39,9 +39,23 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// String returns what was written so far.
+func (l *lockedBuffer) String() string {
+	l.mu <- struct{}{}
+	defer func() { <-l.mu }()
+	return l.b.String()
+}
+
 // startServer runs a Server for cfg until the test ends; Serve must
 // return once the test's context is cancelled.
 func startServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	return startServerWrapped(t, cfg, nil)
+}
+
+// startServerWrapped is startServer with the listener wrapped by wrap
+// (when not nil).
+func startServerWrapped(t *testing.T, cfg Config, wrap func(net.Listener) net.Listener) *testServer {
 	t.Helper()
 	lb := &lockedBuffer{mu: make(chan struct{}, 1)}
 	if cfg.Logger == nil {
@@ -54,6 +68,10 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -69,8 +87,8 @@ func startServer(t *testing.T, cfg Config) *testServer {
 			t.Error("Serve did not return after cancel")
 		}
 	})
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return &testServer{srv: srv, addr: ln.Addr().String(), port: port, logs: &lb.b}
+	_, port, _ := net.SplitHostPort(addr)
+	return &testServer{srv: srv, addr: addr, port: port, logs: lb}
 }
 
 // testWriter sends log output to t.Log.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/config"
+	"github.com/lanmirror/lanmirror/internal/connlimit"
 	"github.com/lanmirror/lanmirror/internal/rsync/sender"
 )
 
@@ -63,6 +64,10 @@ type Config struct {
 	// MaxClients bounds the connections served at once; more are told to
 	// try again later. 0: DefaultMaxClients.
 	MaxClients int
+	// MaxConnsPerClient bounds the connections one client address may
+	// hold at once (handshakes, module lists and sessions); more are told
+	// so and closed. 0: no limit.
+	MaxConnsPerClient int
 	// Session runs a session; nil: sender.Run.
 	Session SessionFunc
 	// NoWarmup turns off the scan of every module's tree when Serve
@@ -80,6 +85,7 @@ type Server struct {
 	wg      sync.WaitGroup
 	slots   chan struct{} // one per connection being served
 	stats   sessionStats
+	perIP   *connlimit.PerClient
 }
 
 // New checks the modules and returns a Server for them. Module paths are
@@ -100,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		s.cfg.MaxClients = DefaultMaxClients
 	}
 	s.slots = make(chan struct{}, s.cfg.MaxClients)
+	s.perIP = connlimit.New(s.cfg.MaxConnsPerClient)
 	if s.session == nil {
 		s.session = func(ctx context.Context, conn ReadWriteDeadliner, c sender.Config) (sender.Stats, error) {
 			return sender.Run(ctx, conn, c)
@@ -166,13 +173,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 5 * time.Millisecond
-		select {
-		case s.slots <- struct{}{}:
-		default:
+		release, ok := s.perIP.Acquire(conn.RemoteAddr())
+		if !ok {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.refuseBusy(conn)
+				s.refuse(conn, fmt.Sprintf("max connections per client (%d) reached -- try again later", s.perIP.Max()),
+					"rsync client refused: too many connections from its address", s.perIP.Max())
+			}()
+			continue
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			release()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.refuse(conn, fmt.Sprintf("max connections (%d) reached -- try again later", s.cfg.MaxClients),
+					"rsync client refused: too many connections", s.cfg.MaxClients)
 			}()
 			continue
 		}
@@ -180,6 +199,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.slots }()
+			defer release()
 			s.serveConn(ctx, sessCtx, conn)
 		}()
 	}
@@ -227,13 +247,14 @@ func (s *Server) warm(ctx context.Context) {
 	}
 }
 
-// refuseBusy answers a connection beyond MaxClients and closes it.
-func (s *Server) refuseBusy(conn net.Conn) {
+// refuse answers a connection beyond a limit (MaxClients,
+// MaxConnsPerClient) with the greeting and "@ERROR: msg", and closes it.
+func (s *Server) refuse(conn net.Conn, msg, logMsg string, limit int) {
 	defer conn.Close()
-	s.log.Warn("rsync client refused: too many connections", "client", conn.RemoteAddr().String(), "max", s.cfg.MaxClients)
+	s.log.Warn(logMsg, "client", conn.RemoteAddr().String(), "max", limit)
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(conn, "%s%d.%d %s\n@ERROR: max connections (%d) reached -- try again later\n",
-		greetingPrefix, ProtocolVersion, subprotocol, strings.Join(greetingDigests(), " "), s.cfg.MaxClients)
+	fmt.Fprintf(conn, "%s%d.%d %s\n@ERROR: %s\n",
+		greetingPrefix, ProtocolVersion, subprotocol, strings.Join(greetingDigests(), " "), msg)
 	lingerClose(conn)
 }
 

@@ -38,8 +38,13 @@ type Config struct {
 	ModuleName string        // name of the module being served
 	Excludes   []string      // server-side excludes (rsyncd.conf "exclude"), module-relative patterns
 	Timeout    time.Duration // 0: none; also the I/O deadline
-	Logger     *slog.Logger  // nil: slog.Default()
-	ClientInfo string        // client address for logs
+	// SetupTimeout bounds the time spent waiting for the client (blocked
+	// reads and writes, not the server's own work such as scanning the
+	// tree) from the start of the session to the end of the file list:
+	// a client stalling there is cut off. 0: no bound.
+	SetupTimeout time.Duration
+	Logger       *slog.Logger // nil: slog.Default()
+	ClientInfo   string       // client address for logs
 	// Seed overrides the checksum seed (0: derived from the clock); for tests.
 	Seed int32
 	// Lists is the module's shared file list cache, created once per
@@ -142,6 +147,7 @@ func Run(ctx context.Context, conn io.ReadWriter, cfg Config) (Stats, error) {
 	}
 	crw := newCountingRW(ctx, conn, timeout)
 	defer crw.stop()
+	crw.startSetup(cfg.SetupTimeout)
 	crw.rate = float64(o.BwLimit) * 1024
 	s := &session{cfg: cfg, o: o, log: log, conn: crw, timeout: timeout,
 		ndxIn: wire.NewNdxCodec(cfg.Protocol), ndxOut: wire.NewNdxCodec(cfg.Protocol)}
@@ -202,6 +208,8 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.sendFileList(ctx); err != nil {
 		return s.fail(err)
 	}
+	// The list is out: from here the module's timeout (if any) applies.
+	s.conn.endSetup()
 	if len(s.files) == 0 {
 		// Nothing to transfer: the client ends the session itself.
 		if err := s.out.Flush(); err != nil {
