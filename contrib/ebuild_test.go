@@ -71,6 +71,8 @@ src_install
 		"newins contrib/systemd/lanmirror.sysusers lanmirror.conf",
 		"insinto /etc/logrotate.d",
 		"newins contrib/logrotate/lanmirror lanmirror",
+		"insinto /etc/lanmirror",
+		"newins contrib/lanmirror.toml lanmirror.toml.example",
 		"fowners lanmirror:lanmirror /var/log/lanmirror",
 		"fowners lanmirror:lanmirror /var/cache/lanmirror",
 	} {

@@ -60,7 +60,8 @@ if openrc-run "$1" status; then echo STILL-RUNNING; else echo STATUS-STOPPED; fi
 
 // The init script under openrc-run: start (supervise-daemon, as nobody,
 // data and log directories created by checkpath with their owner), serve
-// HTTP and rsync with the conf.d's settings, then stop.
+// HTTP and rsync with the settings of a config file and the conf.d, then
+// stop.
 func TestOpenRCStartStop(t *testing.T) {
 	requireRoot(t)
 	testutil.RequireTool(t, "openrc-run")
@@ -100,6 +101,20 @@ func TestOpenRCStartStop(t *testing.T) {
 	httpAddr, rsyncAddr := freeAddr(t), freeAddr(t)
 	data := filepath.Join(root, "data")
 	logDir := filepath.Join(root, "log")
+	// The settings in a config file, as an admin keeps them; data and
+	// log in it are overridden by the conf.d's.
+	toml := filepath.Join(root, "lanmirror.toml")
+	if err := os.WriteFile(toml, []byte(fmt.Sprintf(`data = "/nonexistent/overridden"
+log = "/nonexistent/overridden.log"
+http = %q
+rsync = %q
+
+[[module]]
+name = "test"
+path = %q
+`, httpAddr, rsyncAddr, filepath.Join(root, "tree"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// The shipped conf.d with the test's values appended, as an admin
 	// would edit it.
 	confd, err := os.ReadFile("openrc/lanmirror.confd")
@@ -114,9 +129,8 @@ LANMIRROR_CAPABILITIES=""
 LANMIRROR_DATA=%q
 LANMIRROR_LOG=%q
 LANMIRROR_ERROR_LOG=%q
-LANMIRROR_OPTS="--http %s --rsync %s --rsync-module test=%s"
-`, group, data, filepath.Join(logDir, "access.log"), filepath.Join(logDir, "lanmirror.log"),
-		httpAddr, rsyncAddr, filepath.Join(root, "tree"))...)
+LANMIRROR_OPTS="--config %s"
+`, group, data, filepath.Join(logDir, "access.log"), filepath.Join(logDir, "lanmirror.log"), toml)...)
 	if err := os.WriteFile(filepath.Join(root, "conf.d", name), confd, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,11 @@ src_install() {
 	insinto /etc/logrotate.d
 	newins contrib/logrotate/lanmirror lanmirror
 
+	# The annotated settings: copied to lanmirror.toml by the admin (a
+	# live file would start the daemon with its example values).
+	insinto /etc/lanmirror
+	newins contrib/lanmirror.toml lanmirror.toml.example
+
 	keepdir /var/log/lanmirror
 	fowners lanmirror:lanmirror /var/log/lanmirror
 	fperms 0750 /var/log/lanmirror
@@ -62,7 +67,9 @@ src_install() {
 }
 
 pkg_postinst() {
-	elog "Settings: /etc/conf.d/lanmirror (OpenRC; LANMIRROR_OPTS also for systemd)."
+	elog "Settings: cp /etc/lanmirror/lanmirror.toml.example /etc/lanmirror/lanmirror.toml,"
+	elog "edit it and check it with: lanmirror check-config"
+	elog "Service options: /etc/conf.d/lanmirror (OpenRC; LANMIRROR_OPTS also for systemd)."
 	elog "Start at boot:"
 	elog "  OpenRC:  rc-update add lanmirror default && rc-service lanmirror start"
 	elog "  systemd: systemctl enable --now lanmirror"
