@@ -289,3 +289,39 @@ func TestClusterPeers(t *testing.T) {
 		t.Fatalf("node 1 logged %d requests for the file, want 2 (its client and node 2):\n%s", n, acc)
 	}
 }
+
+// TestBinhostOnS3: the binhost cache (--binhost-upstream) keeps its
+// objects in the bucket too: a package fetched through one node is in the
+// bucket and served by the other node without a second upstream request.
+func TestBinhostOnS3(t *testing.T) {
+	testutil.RequireTool(t, "wget")
+	s3 := testutil.StartS3(t)
+	bucket := s3.Bucket(t)
+	up := newHTUpstream(t)
+	pkg := htData(50_000, 17)
+	up.put("/bin/amd64/Packages", []byte("ARCH: amd64\nPACKAGES: 1\nTIMESTAMP: 1700000000\nVERSION: 0\n\nBUILD_ID: 1\nCPV: app-misc/foo-1\nPATH: app-misc/foo/foo-1-1.gpkg.tar\nSIZE: 50000\n\n"))
+	up.put("/bin/amd64/app-misc/foo/foo-1-1.gpkg.tar", pkg)
+	local := t.TempDir()
+	os.MkdirAll(filepath.Join(local, "All"), 0o755)
+	args := []string{"--binpkgs", local, "--binhost-upstream", up.ts.URL + "/bin/amd64"}
+	_, url1 := clusterNode(t, s3, bucket, "http://127.0.0.1:1/", args...)
+	_, url2 := clusterNode(t, s3, bucket, "http://127.0.0.1:1/", args...)
+	dir := t.TempDir()
+	for _, u := range []string{url1, url1, url2} {
+		r := htRun(t, dir, nil, "wget", "--no-config", "-O", "pkg", u+"/binpkgs/app-misc/foo/foo-1-1.gpkg.tar")
+		if r.code != 0 || !bytes.Equal(htReadFile(t, filepath.Join(dir, "pkg")), pkg) {
+			t.Fatalf("package from %s: %d %s", u, r.code, r.out)
+		}
+	}
+	if c := up.count("/bin/amd64/app-misc/foo/foo-1-1.gpkg.tar"); c != 1 {
+		t.Fatalf("upstream GETs of the package = %d, want 1", c)
+	}
+	obj, err := s3.Client.StatObject(context.Background(), bucket, "cache/binhost/app-misc/foo/foo-1-1.gpkg.tar", minio.StatObjectOptions{})
+	if err != nil || obj.Size != int64(len(pkg)) {
+		t.Fatalf("package object in the bucket: %v %v", obj.Size, err)
+	}
+	r := htRun(t, dir, nil, "wget", "--no-config", "-O", "Packages", url2+"/binpkgs/Packages")
+	if r.code != 0 || !strings.Contains(string(htReadFile(t, filepath.Join(dir, "Packages"))), "CPV: app-misc/foo-1\n") {
+		t.Fatalf("merged Packages from node 2: %d %s", r.code, r.out)
+	}
+}
