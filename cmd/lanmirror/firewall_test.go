@@ -225,3 +225,33 @@ func TestFirewallRulesFilterInNetns(t *testing.T) {
 		})
 	}
 }
+
+// The settings may come from the config file, as for serve: its http
+// address, allow list and modules' hosts-allow make the rules; a flag
+// overrides the file.
+func TestFirewallFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "lanmirror.toml")
+	if err := os.WriteFile(conf, []byte(`http = ":3142"
+allow = ["10.13.18.0/24", "fd00::/8"]
+rsync = ":8873"
+
+[[module]]
+name = "gentoo-portage"
+path = "`+dir+`"
+hosts-allow = ["10.13.18.0/24", "192.168.5.0/24"]
+hosts-deny = ["*"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := runFirewall(t, "--config", conf, "--format", "sh")
+	if got, want := acceptRules(t, out), []string{
+		"10.13.18.0/24 3142", "10.13.18.0/24 8873", "192.168.5.0/24 8873", "fd00::/8 3142",
+	}; !slices.Equal(got, want) {
+		t.Errorf("rules from the config file %q, want %q:\n%s", got, want, out)
+	}
+	out = runFirewall(t, "--config", conf, "--http", ":8080")
+	if got, want := acceptRules(t, out), []string{"10.13.18.0/24 8080", "10.13.18.0/24 8873", "192.168.5.0/24 8873"}; !slices.Equal(got, want) {
+		t.Errorf("--http over the config file: %q, want %q:\n%s", got, want, out)
+	}
+}
