@@ -352,22 +352,26 @@ func TestOnePullAtATime(t *testing.T) {
 }
 
 // helperEnv makes the test binary act as a pulling process (see
-// TestHelperPull) that a test kills with SIGKILL.
+// helperPull) that a test kills with SIGKILL.
 const helperEnv = "LANMIRROR_TREE_TEST_HELPER"
 
-// TestHelperPull is not a test: run as a child by TestKillDuringPublish
-// and TestKillDuringPull, it pulls into the store and stops at the point
-// named by the environment (touching a file to say so) until killed.
-func TestHelperPull(t *testing.T) {
-	spec := os.Getenv(helperEnv)
-	if spec == "" {
-		t.Skip("helper process only")
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		os.Exit(helperPull(spec))
 	}
+	os.Exit(m.Run())
+}
+
+// helperPull runs in a child started by TestKillDuringPublishAndPull: it
+// pulls into the store and stops at the point named by spec (touching a
+// file to say so) until it is killed.
+func helperPull(spec string) int {
 	var store, up, stage, ready string
 	fmt.Sscanf(spec, "%s %s %s %s", &store, &up, &stage, &ready)
 	st, err := Open(store)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
 	park := func() {
 		os.WriteFile(ready, nil, 0o644)
@@ -381,8 +385,9 @@ func TestHelperPull(t *testing.T) {
 	case "pull":
 		sy.Progress = func(Progress) { park() }
 	}
-	sy.Sync(context.Background())
-	os.Exit(4)
+	_, err = sy.Sync(context.Background())
+	fmt.Fprintln(os.Stderr, "helper pull ended:", err)
+	return 4
 }
 
 func killHelperAt(t *testing.T, store, up, stage string) {
@@ -392,7 +397,7 @@ func killHelperAt(t *testing.T, store, up, stage string) {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(t.TempDir(), "ready")
-	cmd := exec.Command(exe, "-test.run=^TestHelperPull$", "-test.count=1")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join([]string{store, up, stage, ready}, " "))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
