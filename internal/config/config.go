@@ -202,6 +202,9 @@ func (s *Serve) Resolve() error {
 	if s.Store != "" && s.Store != "disk" && !s.RemoteStore() {
 		return fmt.Errorf("config: store %q: want empty (the data directory) or s3://BUCKET[/PREFIX]", s.Store)
 	}
+	if s.LeaseTTL != 0 && s.LeaseTTL < time.Second {
+		return fmt.Errorf("config: lease-ttl %v: want at least 1s (0: the default, 30s)", s.LeaseTTL)
+	}
 	if len(s.Peers) > 0 && (!s.RemoteStore() || s.AdvertiseURL == "") {
 		return fmt.Errorf("config: peers need an S3 store and this node's advertise URL")
 	}

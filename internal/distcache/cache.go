@@ -191,6 +191,7 @@ func New(o Options) (*Cache, error) {
 	if c.leaseTTL <= 0 {
 		c.leaseTTL = DefaultLeaseTTL
 	}
+	c.leaseTTL = max(c.leaseTTL, 30*time.Millisecond) // renewed every third
 	if c.node == "" {
 		c.node = defaultNode()
 	}
