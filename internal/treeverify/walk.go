@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
+	"golang.org/x/sys/unix"
 
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 )
@@ -108,7 +109,7 @@ func (v *verifier) walkDir(w *worker, rel string, chain []dirID) {
 			if e.tag == gentoo.TagManifest && e.checked == len(e.digests) {
 				continue // verified when it was loaded
 			}
-			batch = append(batch, fileJob{rel: child, e: e})
+			batch = append(batch, fileJob{name: name, rel: child, e: e})
 			if len(batch) == fileBatch {
 				v.pushFiles(batch)
 				batch = nil
@@ -117,22 +118,36 @@ func (v *verifier) walkDir(w *worker, rel string, chain []dirID) {
 			v.problem(child, "not a regular file (%s)", typeName(typ))
 		}
 	}
-	// The last batch is hashed by this worker: no hand-over for the small
-	// directories that make most of a tree.
-	for _, j := range batch {
-		v.checkFile(w, j.rel, j.e)
+	// The last batch is hashed by this worker, relative to the open
+	// directory: no hand-over for the small directories that make most of
+	// a tree.
+	if len(batch) == 0 {
+		return
+	}
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) {
+			for _, j := range batch {
+				v.checkFile(w, int(fd), j.name, j.rel, j.e)
+			}
+		})
+	}
+	if err != nil {
+		for _, j := range batch {
+			v.checkFile(w, -1, j.name, j.rel, j.e)
+		}
 	}
 }
 
 type fileJob struct {
-	rel string
-	e   *entry
+	name, rel string
+	e         *entry
 }
 
 func (v *verifier) pushFiles(batch []fileJob) {
 	v.pool.push(func(w *worker) {
 		for _, j := range batch {
-			v.checkFile(w, j.rel, j.e)
+			v.checkFile(w, -1, j.name, j.rel, j.e)
 		}
 	})
 }
@@ -147,7 +162,7 @@ func (v *verifier) checkUnseen() {
 			if e.seen || e.tag == gentoo.TagIgnore || (e.tag == gentoo.TagManifest && e.checked == len(e.digests)) {
 				continue
 			}
-			batch = append(batch, fileJob{rel: joinRel(d, name), e: e})
+			batch = append(batch, fileJob{name: name, rel: joinRel(d, name), e: e})
 			if len(batch) == fileBatch {
 				v.pushFiles(batch)
 				batch = nil
@@ -159,34 +174,48 @@ func (v *verifier) checkUnseen() {
 	}
 }
 
-// checkFile hashes the file rel and compares it with e.
-func (v *verifier) checkFile(w *worker, rel string, e *entry) {
-	f, err := os.Open(v.abs(rel))
+// checkFile hashes the file rel and compares it with e. When dirfd is not
+// negative, the file is opened as name relative to that directory
+// descriptor (no path walk from the root).
+func (v *verifier) checkFile(w *worker, dirfd int, name, rel string, e *entry) {
+	const flags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK // no hang on a FIFO
+	var fd int
+	var err error
+	for {
+		if dirfd >= 0 {
+			fd, err = unix.Openat(dirfd, name, flags, 0)
+		} else {
+			fd, err = unix.Open(v.abs(rel), flags, 0)
+		}
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		if err == unix.ENOENT || err == unix.ENOTDIR {
 			v.problem(rel, "missing (listed in %s)", *e.from)
 		} else {
-			v.problem(rel, "%v", unwrapPath(err))
+			v.problem(rel, "open: %v", err)
 		}
 		return
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		v.problem(rel, "stat: %v", err)
+		return
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		v.problem(rel, "listed in %s, but is not a regular file (%s)", *e.from, rawTypeName(uint32(st.Mode)))
+		return
+	}
+	if st.Size != e.size && st.Size != 0 {
+		v.problem(rel, "size %d, %s says %d", st.Size, *e.from, e.size)
+		return
+	}
+	n, err := w.hashFD(fd, e.digests, st.Size)
 	if err != nil {
-		v.problem(rel, "%v", unwrapPath(err))
-		return
-	}
-	if !fi.Mode().IsRegular() {
-		v.problem(rel, "listed in %s, but is not a regular file (%s)", *e.from, typeName(fi.Mode().Type()))
-		return
-	}
-	if fi.Size() != e.size && fi.Size() != 0 {
-		v.problem(rel, "size %d, %s says %d", fi.Size(), *e.from, e.size)
-		return
-	}
-	n, err := w.hash(f, e.digests)
-	if err != nil {
-		v.problem(rel, "read: %v", unwrapPath(err))
+		v.problem(rel, "read: %v", err)
 		return
 	}
 	v.nFiles.Add(1)
@@ -197,6 +226,35 @@ func (v *verifier) checkFile(w *worker, rel string, e *entry) {
 	}
 	if k, got := w.mismatch(e.digests); k != hashNone {
 		v.problem(rel, "%s mismatch (%s says %s, the file has %s)", k, *e.from, shortHex(expected(e.digests, k)), shortHex(got))
+	}
+}
+
+// hashFD reads the regular file fd to its end through the hashes of ds and
+// returns its size. A short read that brings the total to size, the size
+// fstat gave, is the end of a regular file: no extra read for EOF.
+func (w *worker) hashFD(fd int, ds []digest, size int64) (int64, error) {
+	for _, d := range ds {
+		w.hashers.get(d.kind)
+	}
+	var n int64
+	for {
+		k, err := unix.Read(fd, w.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if k == 0 {
+			return n, nil
+		}
+		n += int64(k)
+		for _, d := range ds {
+			w.hashers.h[d.kind].Write(w.buf[:k])
+		}
+		if k < len(w.buf) && n == size {
+			return n, nil
+		}
 	}
 }
 
@@ -221,6 +279,22 @@ func (w *worker) hash(r io.Reader, ds []digest) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+func rawTypeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "named pipe"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return "device"
+	}
+	return fmt.Sprintf("mode %o", mode)
 }
 
 // mismatch compares the sums of the last hash call with ds and returns
