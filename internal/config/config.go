@@ -25,6 +25,9 @@ const (
 	DefaultDrainTimeout = 30 * time.Second
 	// DefaultConfigFile is read when it exists and no --config is given.
 	DefaultConfigFile = "/etc/lanmirror/lanmirror.toml"
+	// DefaultTreeIndexWait: the DIST index of the full tree takes a few
+	// seconds to build.
+	DefaultTreeIndexWait = 30 * time.Second
 )
 
 // TreeExcludes are kept out of a served tree (server side), as Portage
@@ -103,6 +106,16 @@ type Serve struct {
 	// (Portage's sync-rsync-verify-max-age); 0: no limit. Only with
 	// TreeOpenPGPKey.
 	TreeMaxAge time.Duration `toml:"tree-max-age"`
+	// TreeIndexWait bounds how long a distfile request waits for the
+	// tree's DIST index while it is being built (at start) before it is
+	// answered 503 with Retry-After.
+	TreeIndexWait time.Duration `toml:"tree-index-wait"`
+	// VerifyCache re-hashes the cached distfiles against the tree's
+	// Manifests in the background once the index is ready, moving
+	// mismatches to DATA/quarantine; VerifyCacheInterval repeats the pass
+	// (0: only at start).
+	VerifyCache         bool          `toml:"verify-cache"`
+	VerifyCacheInterval time.Duration `toml:"verify-cache-interval"`
 	// Binpkgs is a PKGDIR served under /binpkgs/.
 	Binpkgs string `toml:"binpkgs"`
 	// BinhostUpstream is an upstream binhost cached under /binpkgs/.
@@ -167,14 +180,15 @@ const DefaultTreeMaxAge = 24 * time.Hour
 // Defaults returns the settings lanmirror uses when nothing is configured.
 func Defaults() Serve {
 	return Serve{
-		DataDir:      DefaultDataDir,
-		HTTPAddr:     DefaultHTTPAddr,
-		Mirrors:      []string{DefaultMirror},
-		RsyncAddr:    DefaultRsyncAddr,
-		TreeInterval: time.Hour,
-		TreeKeep:     3,
-		TreeMaxAge:   DefaultTreeMaxAge,
-		CleanGrace:   DefaultCleanGrace,
+		DataDir:       DefaultDataDir,
+		HTTPAddr:      DefaultHTTPAddr,
+		Mirrors:       []string{DefaultMirror},
+		RsyncAddr:     DefaultRsyncAddr,
+		TreeInterval:  time.Hour,
+		TreeKeep:      3,
+		TreeMaxAge:    DefaultTreeMaxAge,
+		TreeIndexWait: DefaultTreeIndexWait,
+		CleanGrace:    DefaultCleanGrace,
 	}
 }
 

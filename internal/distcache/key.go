@@ -7,14 +7,15 @@ import (
 
 // Directory names below the store root that are not objects.
 const (
-	partialDir = ".partial" // downloads and copies in progress
-	stateDir   = "state"    // served-time index, revalidation metadata
+	partialDir    = ".partial"   // downloads and copies in progress
+	stateDir      = "state"      // served-time index, revalidation metadata
+	quarantineDir = "quarantine" // cached files that failed re-verification
 )
 
 // CheckKey reports whether key is acceptable as a Store key: a relative,
 // slash-separated path with no empty, "." or ".." segment, no control
 // characters (NUL, newline...), no backslash, and not below one of the
-// store's own directories (".partial", "state"). The error wraps
+// store's own directories (".partial", "state", "quarantine"). The error wraps
 // ErrBadName.
 func CheckKey(key string) error {
 	bad := func(why string) error {
@@ -48,7 +49,7 @@ func CheckKey(key string) error {
 			return bad("path segment too long")
 		}
 	}
-	if segs[0] == partialDir || segs[0] == stateDir {
+	if segs[0] == partialDir || segs[0] == stateDir || segs[0] == quarantineDir {
 		return bad("reserved directory")
 	}
 	return nil

@@ -71,6 +71,9 @@ func TestETags(t *testing.T) {
 	if got, err := readAll(t, b, 0); err != nil || !bytes.Equal(got, known) {
 		t.Fatal("download body", err)
 	}
+	if err := b.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	b.Close()
 	h, o, err := c.Distfile(testCtx(t), "k.tar")
 	if err != nil || o != Hit {
@@ -89,6 +92,9 @@ func TestETags(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, b2, 0)
+	if err := b2.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	b2.Close()
 	h2, o, err := c.Distfile(testCtx(t), "o.tar")
 	if err != nil || o != Hit {

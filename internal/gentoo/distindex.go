@@ -342,15 +342,19 @@ func (x *DistIndex) ForPackage(atom string) ([]Dist, error) {
 // and answers lookups from the newest complete index meanwhile.
 //
 // Before the first build has finished (or when the tree cannot be read)
-// Lookup reports every name as unknown, so the distfiles cache checks
-// downloads by size only; starting the server never waits for the index.
+// Lookup reports every name as unknown; starting the server never waits
+// for the index, but the distfiles cache waits for it (WaitIndexed)
+// before it serves a distfile.
 type TreeIndex struct {
 	path string
 	opt  TreeIndexOptions
 
-	cur   atomic.Pointer[DistIndex]
-	ready chan struct{}
-	once  sync.Once
+	cur       atomic.Pointer[DistIndex]
+	ready     chan struct{}
+	once      sync.Once
+	built     chan struct{} // closed at the first successful build
+	builtOnce sync.Once
+	lastErr   atomic.Pointer[error] // of the last failed build, nil after a success
 
 	mu  sync.Mutex // serializes Refresh
 	key treeKey
@@ -398,7 +402,7 @@ func NewTreeIndex(path string, opt TreeIndexOptions) *TreeIndex {
 	if opt.Index.Log == nil {
 		opt.Index.Log = opt.Log
 	}
-	return &TreeIndex{path: path, opt: opt, ready: make(chan struct{})}
+	return &TreeIndex{path: path, opt: opt, ready: make(chan struct{}), built: make(chan struct{})}
 }
 
 // Path is the tree path the index follows.
@@ -430,6 +434,31 @@ func (t *TreeIndex) Wait(ctx context.Context) (*DistIndex, error) {
 	}
 }
 
+// WaitIndexed blocks until an index exists (nil). When the first build
+// has failed and none succeeded since, it returns that failure at once
+// (Run retries); it returns ctx's error when ctx ends first. The
+// distfiles cache waits for it (distcache.IndexWaiter), so that no
+// distfile the tree names is fetched unverified while the index is built.
+func (t *TreeIndex) WaitIndexed(ctx context.Context) error {
+	if t.cur.Load() != nil {
+		return nil
+	}
+	select {
+	case <-t.built:
+		return nil
+	case <-t.ready:
+		if t.cur.Load() != nil {
+			return nil
+		}
+		if p := t.lastErr.Load(); p != nil {
+			return fmt.Errorf("dist index of %s could not be built: %w", t.path, *p)
+		}
+		return fmt.Errorf("dist index of %s could not be built", t.path)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // currentKey stats the tree.
 func (t *TreeIndex) currentKey() (treeKey, error) {
 	target, err := filepath.EvalSymlinks(t.path)
@@ -452,7 +481,12 @@ func (t *TreeIndex) currentKey() (treeKey, error) {
 func (t *TreeIndex) Refresh(ctx context.Context) (rebuilt bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	defer t.once.Do(func() { close(t.ready) })
+	defer func() {
+		if err != nil && t.cur.Load() == nil {
+			t.lastErr.Store(&err)
+		}
+		t.once.Do(func() { close(t.ready) })
+	}()
 	k, err := t.currentKey()
 	if err != nil {
 		return false, err
@@ -469,6 +503,8 @@ func (t *TreeIndex) Refresh(ctx context.Context) (rebuilt bool, err error) {
 	// describes the old target, and the next check builds the new one.
 	t.key, t.at = k, time.Now()
 	t.cur.Store(x)
+	t.lastErr.Store(nil)
+	t.builtOnce.Do(func() { close(t.built) })
 	s := x.Stats()
 	t.opt.Log.Info("dist index built", "tree", k.target, "packages", s.Packages, "distfiles", s.Dists,
 		"conflicts", s.Conflicts, "bad_lines", s.BadLines, "unreadable", s.Unreadable, "took", s.Duration.Round(time.Millisecond))

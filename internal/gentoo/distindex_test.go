@@ -355,3 +355,32 @@ func BenchmarkBuildDistIndex(b *testing.B) {
 	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "MiB-retained")
 	runtime.KeepAlive(x)
 }
+
+// TestTreeIndexWaitIndexed: WaitIndexed blocks until the first build,
+// fails at once (with the reason) while no build succeeded, and succeeds
+// once one does.
+func TestTreeIndexWaitIndexed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tree")
+	ti := NewTreeIndex(dir, TreeIndexOptions{CheckInterval: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	if err := ti.WaitIndexed(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("before any build: %v", err)
+	}
+	cancelShort()
+	if _, err := ti.Refresh(ctx); err == nil {
+		t.Fatal("missing tree indexed")
+	}
+	err := ti.WaitIndexed(ctx)
+	if err == nil || !strings.Contains(err.Error(), "could not be built") || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("after a failed build: %v", err)
+	}
+	genTree(t, dir, "w", 2, 3, 2, true)
+	if _, err := ti.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ti.WaitIndexed(ctx); err != nil {
+		t.Fatalf("after a build: %v", err)
+	}
+}

@@ -75,6 +75,12 @@ var (
 		Name: "lanmirror_tree_syncs_total",
 		Help: "Tree syncs from upstream by result.",
 	}, []string{"result"})
+	// CacheVerified counts cached distfiles re-checked against the tree's
+	// Manifests (verify-cache) by result (ok, quarantined, unknown, error).
+	CacheVerified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lanmirror_cache_verified_files_total",
+		Help: "Cached distfiles re-hashed against the tree's Manifests, by result (ok, quarantined, unknown, error).",
+	}, []string{"result"})
 	// TreePublished is the Unix time of the last published tree snapshot.
 	TreePublished = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lanmirror_tree_published_timestamp_seconds",
@@ -87,7 +93,7 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, HTTPBytes, UpstreamBytes, UpstreamFetches, UpstreamErrors, UpstreamLatency, ActiveDownloads,
-		RsyncSessions, RsyncActive, RsyncBytes, TreeSyncs, TreePublished,
+		RsyncSessions, RsyncActive, RsyncBytes, TreeSyncs, TreePublished, CacheVerified,
 	)
 }
 
