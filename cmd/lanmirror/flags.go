@@ -179,6 +179,14 @@ func (sf *settingsFlags) httpFlags() {
 	sf.String(&v.LogFile, "log", "access log file (default: standard error)")
 	sf.String(&v.Binpkgs, "binpkgs", "PKGDIR served under /binpkgs/")
 	sf.String(&v.BinhostUpstream, "binhost-upstream", "upstream binhost URL cached under /binpkgs/")
+	sf.Duration(&v.TreeIndexWait, "tree-index-wait", "how long a distfile request waits for the tree's DIST index being built before it gets 503 with Retry-After")
+}
+
+// verifyCacheFlags: the daemon's re-verification of the cache.
+func (sf *settingsFlags) verifyCacheFlags() {
+	v := &sf.vals
+	sf.Bool(&v.VerifyCache, "verify-cache", "re-hash the cached distfiles against the tree's Manifests in the background at start; mismatches go to DATA/quarantine")
+	sf.Duration(&v.VerifyCacheInterval, "verify-cache-interval", "repeat the --verify-cache pass this often (e.g. 168h); 0: only at start")
 }
 
 // rsyncFlags: the rsync daemon.
@@ -253,6 +261,7 @@ func (sf *settingsFlags) allServeFlags() {
 	sf.cleanFlags()
 	sf.objectStoreFlags()
 	sf.clientLimitFlags()
+	sf.verifyCacheFlags()
 }
 
 // serveFlags binds every serve setting to a flag of fs; finish, called

@@ -30,6 +30,7 @@ func newRoot() *cobra.Command {
 		newImportCmd(),
 		newPrefetchCmd(),
 		newCleanCmd(),
+		newVerifyCacheCmd(),
 		newFirewallCmd(),
 		newVerifyTreeCmd(),
 	)

@@ -59,7 +59,7 @@ func newServer(cfg *config.Serve, log *slog.Logger, accessLog io.Writer) *server
 		tr := cfg.Tree
 		s.status.SetTree(func() (status.Tree, bool) { return tree.Describe(tr) })
 	}
-	if cfg.Tree != "" && (cfg.HTTPAddr != "" || cleanEnabled(cfg)) {
+	if cfg.Tree != "" && (cfg.HTTPAddr != "" || cleanEnabled(cfg) || cfg.VerifyCache) {
 		s.index = gentoo.NewTreeIndex(cfg.Tree, gentoo.TreeIndexOptions{Log: log})
 	}
 	return s
@@ -82,6 +82,9 @@ func (s *server) parts() []part {
 	}
 	if cleanEnabled(s.cfg) {
 		ps = append(ps, part{"clean", s.openClean})
+	}
+	if s.cfg.VerifyCache {
+		ps = append(ps, part{"verifycache", s.openVerifyCache})
 	}
 	return ps
 }

@@ -46,6 +46,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	opts := distcache.Options{
 		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
 		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL, HotCache: cfg.LocalCache, Peers: cfg.Peers,
+		IndexWait: cfg.TreeIndexWait,
 	}
 	stats := storeStats(store)
 	var health func(context.Context) error
