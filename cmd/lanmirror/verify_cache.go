@@ -106,6 +106,9 @@ func (s *server) openVerifyCache(_ context.Context) (func(context.Context) error
 	if s.index == nil {
 		return nil, errors.New("--verify-cache needs a tree to verify against (--tree or --tree-upstream)")
 	}
+	if s.cfg.RemoteStore() {
+		return nil, errors.New("--verify-cache checks the cache below --data; it does not support --store s3:// yet")
+	}
 	store, err := s.distStore()
 	if err != nil {
 		return nil, err

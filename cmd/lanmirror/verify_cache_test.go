@@ -119,22 +119,31 @@ func TestServeStartWindowWaitsForTheIndex(t *testing.T) {
 }
 
 // A tree whose index cannot be built: distfile requests get 503 with
-// Retry-After and the reason, and nothing is fetched.
+// Retry-After and the reason, at once for a tree that is no directory,
+// after --tree-index-wait for a tree that does not exist (yet); nothing
+// is fetched.
 func TestServeIndexUnavailableIs503(t *testing.T) {
 	base := t.TempDir()
 	up := newHTUpstream(t)
 	up.put("/distfiles/a-1.tar.gz", []byte("whatever"))
-	cfg := &config.Serve{DataDir: filepath.Join(base, "data"), Tree: filepath.Join(base, "no-tree"),
-		Mirrors: []string{up.ts.URL}, HTTPAddr: htFreeAddr(t), TreeIndexWait: 30 * time.Second}
-	startComponents(t, cfg, "http", "distindex")
-	resp, err := http.Get("http://" + cfg.HTTPAddr + "/distfiles/a-1.tar.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "could not be built") {
-		t.Fatalf("%d Retry-After=%q %q", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	notDir := filepath.Join(base, "file")
+	os.WriteFile(notDir, []byte("x"), 0o644)
+	for _, c := range []struct{ tree, want string }{
+		{notDir, "could not be built"},
+		{filepath.Join(base, "no-tree"), "no such file"},
+	} {
+		cfg := &config.Serve{DataDir: filepath.Join(base, "data"), Tree: c.tree,
+			Mirrors: []string{up.ts.URL}, HTTPAddr: htFreeAddr(t), TreeIndexWait: time.Second}
+		startComponents(t, cfg, "http", "distindex")
+		resp, err := http.Get("http://" + cfg.HTTPAddr + "/distfiles/a-1.tar.gz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), c.want) {
+			t.Fatalf("%s: %d Retry-After=%q %q", c.tree, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
 	}
 	if up.count("/distfiles/a-1.tar.gz") != 0 {
 		t.Fatal("fetched without a verifiable index")

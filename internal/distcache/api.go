@@ -3,8 +3,13 @@
 // coalescing fetcher (one upstream download per object, streamed to every
 // client that asks while it runs, resumed with Range requests after a
 // break, verified against Manifest digests before it is kept) and the
-// upstream mirror set (each mirror's GLEP 75 layout). The HTTP routes that
-// use it live in internal/httpd.
+// upstream mirror set (each mirror's GLEP 75 layout). Every Body has a
+// strong ETag, and the keys of downloads that handed out unverified bytes
+// and were then discarded are remembered (Body.Tainted), so that the HTTP
+// side never continues a client's corrupt head with good bytes. Distfile
+// waits for a Verifier that is still building its index (IndexWaiter);
+// Store.VerifyDistfiles re-hashes the cache and quarantines mismatches.
+// The HTTP routes that use it live in internal/httpd.
 package distcache
 
 import (

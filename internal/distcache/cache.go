@@ -299,7 +299,7 @@ func (c *Cache) waitIndexed(ctx context.Context) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("distcache: waiting for the DIST index: %w", context.Cause(ctx))
 	case wctx.Err() != nil:
-		return fmt.Errorf("%w: not built after %v", ErrIndexNotReady, c.wait)
+		return fmt.Errorf("%w: not built after %v: %v", ErrIndexNotReady, c.wait, err)
 	}
 	return fmt.Errorf("%w: %w", ErrIndexNotReady, err)
 }

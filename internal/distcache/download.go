@@ -117,10 +117,13 @@ func (d *download) run() {
 	d.leave()
 
 	d.mu.Lock()
-	if !d.committed && !d.useStored && d.written > 0 {
-		// Clients may hold unverified bytes of it: no continuing them
-		// from another download.
-		d.taintLocked("download failed")
+	if !d.committed && !d.useStored && d.written > 0 && d.obj.Expect != nil {
+		// Clients may hold bytes of it that were to be verified and never
+		// were (a corrupt copy that broke before its end): no continuing
+		// them from another download. (Without a Manifest entry nothing
+		// is verified, and a resume after an upstream break stays
+		// possible.)
+		d.taintLocked("download failed before its digest was checked")
 	}
 	d.done = true
 	if err != nil {

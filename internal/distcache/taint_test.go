@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -238,3 +239,39 @@ func TestDistfileWaitsForTheIndex(t *testing.T) {
 }
 
 func writeFile(name string, data []byte) error { return os.WriteFile(name, data, 0o644) }
+
+// TestFailedDownloadTaint: a download that fails after handing out bytes
+// taints its key when those bytes were to be verified (a Manifest entry),
+// not otherwise (nothing is verified; resuming after an upstream break
+// stays possible).
+func TestFailedDownloadTaint(t *testing.T) {
+	up := newUpstream(t)
+	data := testData(100_000, 7)
+	for _, n := range []string{"/distfiles/m.tar", "/distfiles/u.tar"} {
+		up.handle(n, func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Range") != "" {
+				http.Error(w, "no", http.StatusInternalServerError)
+				return
+			}
+			breakAfter(w, data, 40_000)
+		})
+	}
+	c := newTestCache(t, "", Options{Mirrors: []string{up.url("")}, Verifier: mapVerifier{"m.tar": distOf("m.tar", data)}})
+	for _, name := range []string{"m.tar", "u.tar"} {
+		b, _, err := c.Distfile(testCtx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, rerr := readAll(t, b, 0)
+		if rerr == nil || len(got) == 0 {
+			t.Fatalf("%s: read %d bytes, err %v; want some bytes then an error", name, len(got), rerr)
+		}
+		if err := b.Wait(testCtx(t)); err == nil {
+			t.Fatalf("%s: download succeeded", name)
+		}
+		if want := name == "m.tar"; b.Tainted() != want {
+			t.Fatalf("%s: tainted=%v, want %v", name, b.Tainted(), want)
+		}
+		b.Close()
+	}
+}

@@ -434,28 +434,46 @@ func (t *TreeIndex) Wait(ctx context.Context) (*DistIndex, error) {
 	}
 }
 
-// WaitIndexed blocks until an index exists (nil). When the first build
-// has failed and none succeeded since, it returns that failure at once
-// (Run retries); it returns ctx's error when ctx ends first. The
-// distfiles cache waits for it (distcache.IndexWaiter), so that no
-// distfile the tree names is fetched unverified while the index is built.
+// WaitIndexed blocks until an index exists (nil). While the tree does not
+// exist (serve --tree-upstream before its first pull is published) it
+// keeps waiting, since Run looks for it every second until then; when a
+// build failed otherwise (the tree cannot be read) and none succeeded
+// since, it returns that failure at once. When ctx ends first it returns
+// ctx's error, with the last build failure if any. The distfiles cache
+// waits for it (distcache.IndexWaiter), so that no distfile the tree
+// names is fetched unverified while the index is being built.
 func (t *TreeIndex) WaitIndexed(ctx context.Context) error {
-	if t.cur.Load() != nil {
-		return nil
-	}
-	select {
-	case <-t.built:
-		return nil
-	case <-t.ready:
+	for {
 		if t.cur.Load() != nil {
 			return nil
 		}
-		if p := t.lastErr.Load(); p != nil {
-			return fmt.Errorf("dist index of %s could not be built: %w", t.path, *p)
+		p := t.lastErr.Load()
+		select {
+		case <-t.ready:
+			if p != nil && !errors.Is(*p, fs.ErrNotExist) && t.cur.Load() == nil {
+				return fmt.Errorf("dist index of %s could not be built: %w", t.path, *p)
+			}
+		default:
 		}
-		return fmt.Errorf("dist index of %s could not be built", t.path)
-	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-t.built:
+			return nil
+		case <-ctx.Done():
+			if p := t.lastErr.Load(); p != nil {
+				return fmt.Errorf("%w (dist index of %s: %v)", ctx.Err(), t.path, *p)
+			}
+			return ctx.Err()
+		case <-t.ready:
+			if p == nil {
+				continue // the first build just ended
+			}
+			select {
+			case <-t.built:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("%w (dist index of %s: %v)", ctx.Err(), t.path, *p)
+			}
+		}
 	}
 }
 
@@ -519,10 +537,17 @@ func (t *TreeIndex) Run(ctx context.Context) {
 	lastErr := ""
 	for {
 		_, err := t.Refresh(ctx)
+		if err != nil && t.cur.Load() == nil && ctx.Err() == nil {
+			// No index yet (the first pull of --tree-upstream may be
+			// running, distfile requests wait): look again soon.
+			tick.Reset(min(time.Second, t.opt.CheckInterval))
+		} else {
+			tick.Reset(t.opt.CheckInterval)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil && err.Error() != lastErr:
 			lastErr = err.Error()
-			t.opt.Log.Warn("dist index: tree not indexed, unknown distfiles are checked by size only", "tree", t.path, "err", err)
+			t.opt.Log.Warn("dist index: tree not indexed; distfile requests wait for it (then 503)", "tree", t.path, "err", err)
 		case err == nil:
 			lastErr = ""
 		}

@@ -356,9 +356,10 @@ func BenchmarkBuildDistIndex(b *testing.B) {
 	runtime.KeepAlive(x)
 }
 
-// TestTreeIndexWaitIndexed: WaitIndexed blocks until the first build,
-// fails at once (with the reason) while no build succeeded, and succeeds
-// once one does.
+// TestTreeIndexWaitIndexed: WaitIndexed blocks until the first build;
+// while the tree does not exist it waits (a first pull may publish it)
+// and Run finds the tree within a second of its appearance; a tree that
+// cannot be read fails at once with the reason.
 func TestTreeIndexWaitIndexed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tree")
 	ti := NewTreeIndex(dir, TreeIndexOptions{CheckInterval: time.Hour})
@@ -369,18 +370,34 @@ func TestTreeIndexWaitIndexed(t *testing.T) {
 		t.Fatalf("before any build: %v", err)
 	}
 	cancelShort()
-	if _, err := ti.Refresh(ctx); err == nil {
-		t.Fatal("missing tree indexed")
+	done := make(chan struct{})
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { ti.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	<-ti.Ready()
+	short, cancelShort = context.WithTimeout(ctx, 100*time.Millisecond)
+	err := ti.WaitIndexed(short)
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing tree: %v, want a timeout naming the missing tree", err)
 	}
-	err := ti.WaitIndexed(ctx)
-	if err == nil || !strings.Contains(err.Error(), "could not be built") || !strings.Contains(err.Error(), "no such file") {
-		t.Fatalf("after a failed build: %v", err)
-	}
-	genTree(t, dir, "w", 2, 3, 2, true)
-	if _, err := ti.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	genTree(t, dir+".new", "w", 2, 3, 2, true)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		os.Rename(dir+".new", dir)
+	}()
 	if err := ti.WaitIndexed(ctx); err != nil {
-		t.Fatalf("after a build: %v", err)
+		t.Fatalf("tree published later: %v", err)
+	}
+
+	// A tree that is no directory: at once.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	ti2 := NewTreeIndex(file, TreeIndexOptions{CheckInterval: time.Hour})
+	if _, err := ti2.Refresh(ctx); err == nil {
+		t.Fatal("a file indexed as a tree")
+	}
+	if err := ti2.WaitIndexed(ctx); err == nil || !strings.Contains(err.Error(), "could not be built") {
+		t.Fatalf("unreadable tree: %v", err)
 	}
 }
