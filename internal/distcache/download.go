@@ -451,6 +451,11 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 	if !found {
 		return 0, 0, 0, false
 	}
+	// RFC 9110: first-pos "-" last-pos "/" ( complete-length / "*" ), each
+	// one or more digits (no sign: a negative length is refused).
+	if !allDigits(a) || !allDigits(b) || (tot != "*" && !allDigits(tot)) {
+		return 0, 0, 0, false
+	}
 	var err1, err2, err3 error
 	start, err1 = strconv.ParseInt(a, 10, 64)
 	end, err2 = strconv.ParseInt(b, 10, 64)
@@ -462,6 +467,19 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 		return 0, 0, 0, false
 	}
 	return start, end, total, true
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // skipSame reads the first n bytes of a full answer and reports whether

@@ -56,6 +56,8 @@ func TestParseContentRange(t *testing.T) {
 		{"bytes 5-4/10", 0, 0, 0, false},
 		{"bytes 0-10/10", 0, 0, 0, false},
 		{"bytes */10", 0, 0, 0, false},
+		{"bytes 0-0/-10", 0, 0, 0, false}, // found by FuzzParseContentRange
+		{"bytes +0-9/10", 0, 0, 0, false},
 		{"", 0, 0, 0, false},
 	}
 	for _, c := range cases {
