@@ -102,8 +102,9 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, segs []strin
 const verifierWait = 30 * time.Second
 
 // knownDist reports whether the Verifier has a DIST entry for name. A
-// Verifier that tells when its first build is done (Ready, as
-// gentoo.TreeIndex does) is waited for, within verifierWait.
+// Verifier whose index is being built (distcache.IndexWaiter, as
+// gentoo.TreeIndex) or that tells when its first build is done (Ready) is
+// waited for, within verifierWait.
 func (s *Server) knownDist(ctx context.Context, name string) bool {
 	v := s.opt.Verifier
 	if v == nil {
@@ -112,7 +113,13 @@ func (s *Server) knownDist(ctx context.Context, name string) bool {
 	if _, ok := v.Lookup(name); ok {
 		return true
 	}
-	if rv, ok := v.(interface{ Ready() <-chan struct{} }); ok {
+	if w, ok := v.(distcache.IndexWaiter); ok {
+		// Until an index exists (also while the first pull of
+		// --tree-upstream publishes the tree).
+		wctx, cancel := context.WithTimeout(ctx, verifierWait)
+		w.WaitIndexed(wctx)
+		cancel()
+	} else if rv, ok := v.(interface{ Ready() <-chan struct{} }); ok {
 		t := time.NewTimer(verifierWait)
 		defer t.Stop()
 		select {

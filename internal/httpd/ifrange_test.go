@@ -2,14 +2,18 @@ package httpd
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/distcache"
+	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/lanmirror/lanmirror/internal/testutil"
 )
 
@@ -107,5 +111,53 @@ func TestIndexNotReadyIs503(t *testing.T) {
 		if !strings.Contains(r.out, want) {
 			t.Fatalf("answer lacks %q:\n%s", want, r.out)
 		}
+	}
+}
+
+// indexWaiter: its first build failed (Ready closed at once); it knows
+// its names once built is closed (a tree published by the first pull).
+type indexWaiter struct {
+	built chan struct{}
+	names fakeVerifier
+}
+
+func (v *indexWaiter) Ready() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+func (v *indexWaiter) Lookup(name string) (gentoo.Dist, bool) {
+	select {
+	case <-v.built:
+		return v.names.Lookup(name)
+	default:
+		return gentoo.Dist{}, false
+	}
+}
+
+func (v *indexWaiter) WaitIndexed(ctx context.Context) error {
+	select {
+	case <-v.built:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Fetch-through waits for an index that does not exist yet (first pull
+// of the tree) rather than refusing the origin of a name it will know.
+func TestFetchThroughWaitsForTheFirstIndex(t *testing.T) {
+	testutil.RequireTool(t, "curl")
+	v := &indexWaiter{built: make(chan struct{}), names: fakeVerifier{"first-1.tar.gz": 10}}
+	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}, Verifier: v})
+	e.cache.put("first-1.tar.gz", &fakeObject{data: []byte("0123456789")})
+	time.AfterFunc(300*time.Millisecond, func() { close(v.built) })
+	code, body := e.status(e.url + "/fetch/first-1.tar.gz?uri=https://8.8.8.8/first-1.tar.gz")
+	if code != 200 || body != "0123456789" {
+		t.Fatalf("%d %q", code, body)
+	}
+	if !slices.Contains(e.cache.callList(), "distfile first-1.tar.gz https://8.8.8.8/first-1.tar.gz") {
+		t.Fatalf("origin not passed once the index was built: %v", e.cache.callList())
 	}
 }
