@@ -80,7 +80,7 @@ pids+=($nginx_pid)
 wait_port "$nginx_port"
 
 lm_port=$(free_port)
-"$work/lanmirror" serve --data "$work/data" --http "127.0.0.1:$lm_port" --rsync '' \
+"$work/lanmirror" serve --allow-root --data "$work/data" --http "127.0.0.1:$lm_port" --rsync '' \
 	--mirror "http://127.0.0.1:$nginx_port" --allow 127.0.0.0/8 \
 	--log "$work/access.log" 2>"$work/lanmirror.log" &
 lm_pid=$!

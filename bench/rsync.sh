@@ -122,7 +122,7 @@ pids+=("$pid_stock")
 wait_greeting "$port_stock"
 
 port_lm=$(free_port)
-"$work/lanmirror" serve --data "$work/data" --http '' --rsync "127.0.0.1:$port_lm" \
+"$work/lanmirror" serve --allow-root --data "$work/data" --http '' --rsync "127.0.0.1:$port_lm" \
 	--rsyncd-conf "$work/rsyncd.conf" >"$work/lanmirror.log" 2>&1 &
 pid_lm=$!
 pids+=("$pid_lm")

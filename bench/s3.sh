@@ -101,7 +101,7 @@ curl -sf -X PUT -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41
 start_node() { # name port [serve flags...]
 	local name=$1 port=$2
 	shift 2
-	"$work/lanmirror" serve --data "$work/$name" --http "127.0.0.1:$port" --rsync '' \
+	"$work/lanmirror" serve --allow-root --data "$work/$name" --http "127.0.0.1:$port" --rsync '' \
 		--mirror "http://127.0.0.1:$nginx_port" --allow 127.0.0.0/8 \
 		--log "$work/$name.access.log" "$@" 2>"$work/$name.log" &
 	pids+=($!)

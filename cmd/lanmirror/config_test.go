@@ -181,7 +181,7 @@ func TestServeConfigFile(t *testing.T) {
 	addr := htFreeAddr(t)
 	file := filepath.Join(dir, "lanmirror.toml")
 	os.WriteFile(file, []byte(fmt.Sprintf("data = %q\nhttp = %q\nrsync = \"\"\nmirror = [%q]\n", filepath.Join(dir, "data"), addr, up.ts.URL)), 0o644)
-	startLanmirror(t, addr, "serve", "--config", file)
+	startLanmirror(t, addr, "serve", "--allow-root", "--config", file)
 	resp, err := http.Get("http://" + addr + "/distfiles/cf-1.tar.gz")
 	if err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func TestFirewallErrors(t *testing.T) {
 const firewallNetnsScript = `set -eu
 ip link set lo up
 ip -6 addr add fd00::2/128 dev lo nodad
-"$LM" serve --data "$DATA" --http ":$PORT" --rsync "" --allow 127.0.0.0/8 --allow ::1 --allow fd00::/8 >"$DATA.log" 2>&1 &
+"$LM" serve --allow-root --data "$DATA" --http ":$PORT" --rsync "" --allow 127.0.0.0/8 --allow ::1 --allow fd00::/8 >"$DATA.log" 2>&1 &
 pid=$!
 trap 'kill $pid' EXIT
 i=0

@@ -247,10 +247,19 @@ func (sf *settingsFlags) clientLimitFlags() {
 	sf.Duration(&v.RsyncHandshakeTimeout, "rsync-handshake-timeout", "disconnect an rsync client that has not completed the handshake (greeting to arguments), or that keeps the session setup waiting up to the end of the file list, within this time; 0: 60s")
 }
 
+// processFlags: the daemon's user and its stop.
+func (sf *settingsFlags) processFlags() {
+	v := &sf.vals
+	sf.String(&v.User, "user", "run as this user (name or uid) once every port is bound; its group unless the rsync modules name a gid")
+	sf.Bool(&v.AllowRoot, "allow-root", "keep running as root (without it lanmirror started as root needs --user)")
+	sf.Duration(&v.DrainTimeout, "drain-timeout", "on SIGTERM, how long transfers in progress may finish before lanmirror exits")
+}
+
 // allServeFlags declares every serve setting (serve, check-config,
 // client-config).
 func (sf *settingsFlags) allServeFlags() {
 	sf.storeFlags()
+	sf.processFlags()
 	sf.httpFlags()
 	sf.mirrorFlags()
 	sf.rsyncFlags()

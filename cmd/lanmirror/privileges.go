@@ -104,37 +104,6 @@ func lookupGroup(name string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// dropRsyncPrivileges switches the whole process to the uid/gid named in
-// the rsyncd.conf, once every listener is bound. Go applies setuid and
-// friends to all threads. As non-root it only warns.
-func (sv *server) dropRsyncPrivileges() error {
-	if !rsyncEnabled(sv.cfg) {
-		return nil
-	}
-	s, err := loadRsyncSetup(sv.cfg)
-	if err != nil {
-		return err
-	}
-	uid, gid, ok, err := rsyncIdentity(s.modules)
-	if err != nil || !ok {
-		return err
-	}
-	if os.Geteuid() != 0 {
-		sv.log.Warn("rsyncd.conf names uid/gid but lanmirror is not running as root: not switching user",
-			"uid", uid, "gid", gid)
-		return nil
-	}
-	id, err := lookupIdentity(uid, gid)
-	if err != nil {
-		return fmt.Errorf("drop privileges: %w", err)
-	}
-	if err := switchIdentity(id); err != nil {
-		return fmt.Errorf("drop privileges to uid %s gid %s: %w", uid, gid, err)
-	}
-	sv.log.Info("dropped privileges", "uid", id.uid, "gids", id.gids, "user", uid, "group", gid)
-	return checkDataWritable(sv.cfg, uid)
-}
-
 // checkDataWritable fails early when the components that write below
 // --data (the distfiles cache, the tree mirror) can no longer do so as the
 // user the whole process now runs as.
@@ -147,8 +116,8 @@ func checkDataWritable(cfg *config.Serve, user string) error {
 		return nil // created later by its component, or reported by it
 	}
 	if err := syscall.Access(cfg.DataDir, wOK); err != nil {
-		return fmt.Errorf("after switching to uid %s (rsyncd.conf), --data %s is not writable: %w; "+
-			"give that user the directory (chown -R) or remove uid/gid from the rsyncd.conf", user, cfg.DataDir, err)
+		return fmt.Errorf("after switching to user %s, --data %s is not writable: %w; "+
+			"give that user the directory (chown -R) or run as another user (--user, uid/gid in the rsync modules)", user, cfg.DataDir, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,8 +24,8 @@ import (
 // server is one running `lanmirror serve`, built top-down from its
 // settings by newServer: it owns what its parts share (the distfiles
 // store, the tree's DIST index, the logs). parts lists the enabled parts;
-// serve opens them all (binding every listener, possibly as root), drops
-// privileges, then runs them.
+// serve binds every listener (possibly as root, listen), drops privileges,
+// then opens and runs the parts.
 type server struct {
 	cfg       *config.Serve
 	log       *slog.Logger
@@ -42,6 +43,12 @@ type server struct {
 	storeOnce sync.Once
 	store     *distcache.Store
 	storeErr  error
+
+	// Bound by listen before privileges are dropped (nil: the part binds
+	// its own when it opens).
+	httpLn  net.Listener
+	rsyncLn net.Listener
+	rsync   *rsyncSetup // the rsync daemon's settings, loaded by listen
 }
 
 // part is one part of the daemon (the HTTP side, the rsync daemon...).
@@ -146,23 +153,34 @@ func newServeCmd() *cobra.Command {
 func serve(ctx context.Context, cfg *config.Serve) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var accessLog io.Writer = os.Stderr
+	var logFile *os.File
 	if cfg.LogFile != "" {
 		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return fmt.Errorf("open access log: %w", err)
 		}
 		defer f.Close()
-		accessLog = f
+		accessLog, logFile = f, f
 	}
 	s := newServer(cfg, log, accessLog)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// Every port first (873, 80 need root), then the user, then the rest.
+	if err := s.listen(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if err := s.dropPrivileges(logFile); err != nil {
+		s.closeListeners()
+		return err
+	}
 	var runs []func(context.Context) error
 	var names []string
 	for _, p := range s.parts() {
 		run, err := p.open(ctx)
 		if err != nil {
+			s.closeListeners()
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		runs = append(runs, run)
@@ -170,9 +188,6 @@ func serve(ctx context.Context, cfg *config.Serve) error {
 	}
 	if len(runs) == 0 {
 		return errors.New("nothing to serve: enable --http or --rsync")
-	}
-	if err := s.dropPrivileges(); err != nil {
-		return err
 	}
 	errc := make(chan error, len(runs))
 	for i, run := range runs {
@@ -184,7 +199,12 @@ func serve(ctx context.Context, cfg *config.Serve) error {
 			errc <- err
 		}()
 	}
-	log.Info("lanmirror serving", "components", strings.Join(names, ","), "data", cfg.DataDir, "version", version)
+	log.Info("lanmirror serving", "components", strings.Join(names, ","), "data", cfg.DataDir, "version", version,
+		"uid", os.Getuid())
+	stopping := context.AfterFunc(ctx, func() {
+		log.Info("stopping: no new connections; transfers in progress may finish", "drain_timeout", s.drainTimeout())
+	})
+	defer stopping()
 	var first error
 	for range runs {
 		if err := <-errc; err != nil && first == nil {

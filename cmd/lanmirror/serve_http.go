@@ -103,10 +103,12 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 		// come from the upstream cache (local 404 → upstream).
 		up.SetUpstream(srv.UpstreamPackages)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	ln := s.httpLn
+	if ln == nil {
+		if ln, err = listenHTTP(cfg.HTTPAddr); err != nil {
+			srv.Close()
+			return nil, err
+		}
 	}
 	s.log.Info("http listening", "addr", ln.Addr().String(), "mirrors", cfg.Mirrors, "allow", allow.String())
 	hs := srv.HTTPServer(slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
@@ -117,8 +119,11 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 		var serveErr error
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// Drain: no new connections; requests in flight (downloads)
+			// may finish within the drain timeout, then are cut.
+			sctx, cancel := context.WithTimeout(context.Background(), s.drainTimeout())
 			if err := hs.Shutdown(sctx); err != nil {
+				s.log.Warn("http: transfers still running at the end of the drain timeout are cut", "timeout", s.drainTimeout())
 				hs.Close()
 			}
 			cancel()
@@ -199,4 +204,13 @@ func remoteStats(remote objstore.Backend) httpd.Stats {
 		}
 		return size, files
 	}
+}
+
+// listenHTTP binds the HTTP listener.
+func listenHTTP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ln, nil
 }

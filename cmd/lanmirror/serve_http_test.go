@@ -478,7 +478,7 @@ func htBinary(t *testing.T) string {
 // running.
 func htStartBinary(t *testing.T, bin, addr string, args ...string) *htProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--http", addr, "--rsync", ""}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--allow-root", "--http", addr, "--rsync", ""}, args...)...)
 	cmd.Env = append(os.Environ(), htExecMain+"=1")
 	var out htLog
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -112,32 +112,45 @@ func readMOTD(path string) (string, error) {
 	return string(b), nil
 }
 
-// openRsync loads the modules, binds the listener and writes the pid file;
-// the returned function serves until ctx ends.
-func (sv *server) openRsync(_ context.Context) (func(context.Context) error, error) {
+// listenRsync loads the rsync daemon's settings, binds its listener and
+// writes the pid file (before privileges are dropped).
+func (sv *server) listenRsync() error {
 	s, err := loadRsyncSetup(sv.cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, w := range s.warnings {
 		sv.log.Warn("rsyncd.conf", "warning", w)
 	}
-	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log,
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.addr, err)
+	}
+	if s.pidFile != "" {
+		if err := os.WriteFile(s.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			ln.Close()
+			return fmt.Errorf("pid file: %w", err)
+		}
+	}
+	sv.rsync, sv.rsyncLn = s, ln
+	return nil
+}
+
+// openRsync starts the rsync daemon on the listener of listenRsync (bound
+// now if it was not); the returned function serves until ctx ends.
+func (sv *server) openRsync(_ context.Context) (func(context.Context) error, error) {
+	if sv.rsyncLn == nil {
+		if err := sv.listenRsync(); err != nil {
+			return nil, err
+		}
+	}
+	s, ln := sv.rsync, sv.rsyncLn
+	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(),
 		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: sv.cfg.MaxConnsPerClient})
 	if err != nil {
 		return nil, err
 	}
 	sv.status.SetRsync(srv.Sessions)
-	ln, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", s.addr, err)
-	}
-	if s.pidFile != "" {
-		if err := os.WriteFile(s.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("pid file: %w", err)
-		}
-	}
 	return func(ctx context.Context) error {
 		defer func() {
 			if s.pidFile != "" {

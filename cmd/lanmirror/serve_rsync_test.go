@@ -63,7 +63,7 @@ type lanmirrorProc struct {
 // connections. The process is stopped (by its PID) when the test ends.
 func startServeBinary(t *testing.T, bin, addr string, args ...string) *lanmirrorProc {
 	t.Helper()
-	p := &lanmirrorProc{cmd: exec.Command(bin, append([]string{"serve"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &lanmirrorProc{cmd: exec.Command(bin, append([]string{"serve", "--allow-root"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -168,6 +168,13 @@ type Serve struct {
 	// client, the session setup up to the end of the file list; distinct
 	// from a module's "timeout". 0: the daemon's default.
 	RsyncHandshakeTimeout time.Duration `toml:"rsync-handshake-timeout"`
+	// User is the user every listener runs as once bound (name or uid;
+	// its group unless the rsync modules name a gid).
+	User string `toml:"user"`
+	// AllowRoot lets the daemon keep running as root.
+	AllowRoot bool `toml:"allow-root"`
+	// DrainTimeout bounds how long SIGTERM waits for in-flight transfers.
+	DrainTimeout time.Duration `toml:"drain-timeout"`
 }
 
 // RemoteStore reports whether objects live on object storage (S3).
@@ -189,6 +196,7 @@ func Defaults() Serve {
 		TreeMaxAge:    DefaultTreeMaxAge,
 		TreeIndexWait: DefaultTreeIndexWait,
 		CleanGrace:    DefaultCleanGrace,
+		DrainTimeout:  DefaultDrainTimeout,
 	}
 }
 

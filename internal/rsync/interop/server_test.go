@@ -171,7 +171,7 @@ func startServer(t *testing.T, kind serverKind, conf serverConf) *server {
 		switch kind {
 		case kindLanmirror:
 			data := filepath.Join(dir, "data")
-			s.cmd = exec.Command(lanmirrorBin, "serve", "--data", data, "--http", "",
+			s.cmd = exec.Command(lanmirrorBin, "serve", "--allow-root", "--data", data, "--http", "",
 				"--rsync", s.addr, "--rsyncd-conf", confPath)
 		case kindStock:
 			s.cmd = exec.Command(rsyncBin, "--daemon", "--no-detach", "--config="+confPath,
