@@ -159,9 +159,10 @@ func (sf *settingsFlags) treeFlags() {
 		"serve also serves it as rsync module gentoo-portage when no module is configured")
 }
 
-// mirrorFlags: the upstream distfiles mirrors.
+// mirrorFlags: the upstream distfiles mirrors and how they are reached.
 func (sf *settingsFlags) mirrorFlags() {
 	sf.Strings(&sf.vals.Mirrors, "mirror", "upstream distfiles mirror URL, repeatable, tried in order")
+	sf.String(&sf.vals.UpstreamProxy, "upstream-proxy", "HTTP proxy (http://host:port) for the downloads from mirrors, origins and the upstream binhost; empty: direct")
 }
 
 // cacheLimitFlags: the size cap of the distfiles cache.

@@ -24,6 +24,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(
 		newServeCmd(),
+		newReplicatorCmd(),
 		newCheckConfigCmd(),
 		newClientConfigCmd(),
 		newSyncCmd(),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/lanmirror/lanmirror/internal/httpd"
 	"github.com/lanmirror/lanmirror/internal/prefetch"
 	"github.com/spf13/cobra"
 )
@@ -34,6 +35,15 @@ from --file without a tree are checked against the size upstream announces.`,
 				return err
 			}
 			o.DataDir, o.Tree, o.Mirrors = cfg.DataDir, cfg.LocalTree(), cfg.Mirrors
+			if cfg.UpstreamProxy != "" {
+				policy, err := httpd.NewPolicy(append(append([]string(nil), cfg.Mirrors...), cfg.UpstreamProxy), nil)
+				if err != nil {
+					return err
+				}
+				if o.Client, err = upstreamClient(policy, cfg.UpstreamProxy); err != nil {
+					return err
+				}
+			}
 			if len(args) == 0 && o.File == "" {
 				return errors.New("prefetch: give package atoms or --file")
 			}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,11 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	}
 	// The peers are upstreams too (a node streams from the node that
 	// downloads a file).
-	policy, err := httpd.NewPolicy(append(append(append([]string(nil), cfg.Mirrors...), cfg.BinhostUpstream), cfg.Peers...), cfg.ProxyAllowHosts)
+	policy, err := httpd.NewPolicy(append(append(append([]string(nil), cfg.Mirrors...), cfg.BinhostUpstream, cfg.UpstreamProxy), cfg.Peers...), cfg.ProxyAllowHosts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := upstreamClient(policy, cfg.UpstreamProxy, cfg.Peers...)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +49,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	}
 	verifier := s.verifier()
 	opts := distcache.Options{
-		Store: store, Mirrors: cfg.Mirrors, Client: policy.Client(), Verifier: verifier, Log: s.log,
+		Store: store, Mirrors: cfg.Mirrors, Client: client, Verifier: verifier, Log: s.log,
 		LeaseTTL: cfg.LeaseTTL, Peer: cfg.AdvertiseURL, HotCache: cfg.LocalCache, Peers: cfg.Peers,
 		IndexWait: cfg.TreeIndexWait,
 	}
@@ -213,4 +218,37 @@ func listenHTTP(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// upstreamClient is the client of every upstream request (mirrors,
+// fetch-through origins, the upstream binhost): the policy's, through
+// proxy when one is set (the proxy's address is allowed by the policy;
+// destinations are still checked before a request is accepted). The
+// direct URLs (the cluster's peers, on the LAN) are not proxied.
+func upstreamClient(policy *httpd.Policy, proxy string, direct ...string) (*http.Client, error) {
+	c := policy.Client()
+	if proxy == "" {
+		return c, nil
+	}
+	u, err := url.Parse(proxy)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--upstream-proxy %q: want http://host:port", proxy)
+	}
+	tr, ok := c.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("--upstream-proxy: unexpected transport %T", c.Transport)
+	}
+	noProxy := map[string]bool{}
+	for _, d := range direct {
+		if du, err := url.Parse(d); err == nil && du.Host != "" {
+			noProxy[du.Host] = true
+		}
+	}
+	tr.Proxy = func(r *http.Request) (*url.URL, error) {
+		if noProxy[r.URL.Host] {
+			return nil, nil
+		}
+		return u, nil
+	}
+	return c, nil
 }

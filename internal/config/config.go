@@ -175,6 +175,11 @@ type Serve struct {
 	AllowRoot bool `toml:"allow-root"`
 	// DrainTimeout bounds how long SIGTERM waits for in-flight transfers.
 	DrainTimeout time.Duration `toml:"drain-timeout"`
+
+	// UpstreamProxy is an HTTP proxy (http://host:port) that the
+	// downloads from the mirrors, the fetch-through and the upstream
+	// binhost go through (http-replicator's --external); empty: direct.
+	UpstreamProxy string `toml:"upstream-proxy"`
 }
 
 // RemoteStore reports whether objects live on object storage (S3).
