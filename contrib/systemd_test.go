@@ -107,6 +107,11 @@ func TestSystemdExecStartServes(t *testing.T) {
 	}
 	httpAddr, rsyncAddr := freeAddr(t), freeAddr(t)
 	opts := "--http " + httpAddr + " --rsync " + rsyncAddr + " --rsync-module test=" + tree
+	if os.Geteuid() == 0 {
+		// systemd starts it as User=lanmirror; run here as root, the
+		// command line needs --allow-root.
+		opts += " --allow-root"
+	}
 	line := strings.NewReplacer(
 		"/usr/bin/lanmirror", bin,
 		"/var/cache/lanmirror", filepath.Join(root, "cache"),

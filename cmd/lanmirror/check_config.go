@@ -84,6 +84,18 @@ func checkConfig(w io.Writer, cfg *config.Serve) error {
 			}
 		}
 	}
+	if cfg.User != "" {
+		if _, err := lookupIdentity(cfg.User, ""); err != nil {
+			problems = append(problems, fmt.Sprintf("user: %v", err))
+		} else {
+			fmt.Fprintf(w, "user: %s (once the ports are bound, when started as root)\n", cfg.User)
+		}
+	}
+	if cfg.UpstreamProxy != "" {
+		if u, err := url.Parse(cfg.UpstreamProxy); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Sprintf("upstream-proxy %q: want http://host:port", cfg.UpstreamProxy))
+		}
+	}
 	if cfg.HTTPAddr != "" {
 		fmt.Fprintf(w, "http: listen %s\n", cfg.HTTPAddr)
 	} else {

@@ -165,6 +165,11 @@ func TestCheckConfigFile(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	os.WriteFile(file, []byte("user = \"no-such-user-lanmirror\"\nupstream-proxy = \"ftp://x\"\n"), 0o644)
+	out, err = runCheckConfig(t, "--config", file)
+	if err == nil || !strings.Contains(out, "error: user: uid no-such-user-lanmirror") || !strings.Contains(out, `error: upstream-proxy "ftp://x"`) {
+		t.Fatalf("unknown user, bad proxy: %v\n%s", err, out)
+	}
 	// The example in contrib/ passes (its paths need not exist).
 	if out, err := runCheckConfig(t, "--config", "../../contrib/lanmirror.toml"); err != nil {
 		t.Fatalf("contrib/lanmirror.toml: %v\n%s", err, out)

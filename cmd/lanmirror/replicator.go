@@ -99,7 +99,13 @@ lanmirror import DIR --data DIR.`,
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return serve(ctx, cfg)
+		return serve(ctx, cfg, func() (*config.Serve, error) {
+			cfg, err := sf.settings()
+			if err != nil {
+				return nil, err
+			}
+			return cfg, replicatorSettings(cmd, cfg, o, log)
+		})
 	}
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/config"
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
+	"github.com/lanmirror/lanmirror/internal/httpd"
 	"github.com/lanmirror/lanmirror/internal/status"
 	"github.com/lanmirror/lanmirror/internal/tree"
 	"github.com/spf13/cobra"
@@ -49,6 +50,13 @@ type server struct {
 	httpLn  net.Listener
 	rsyncLn net.Listener
 	rsync   *rsyncSetup // the rsync daemon's settings, loaded by listen
+
+	// What a reload (SIGHUP) changes, set by the parts as they open.
+	access   *reopenFile // the access log file; nil for standard error
+	httpSrv  *httpd.Server
+	cache    *distcache.Cache
+	policy   *httpd.Policy
+	rsyncMux *rsyncMux
 }
 
 // part is one part of the daemon (the HTTP side, the rsync daemon...).
@@ -145,24 +153,31 @@ func newServeCmd() *cobra.Command {
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return serve(ctx, cfg)
+		return serve(ctx, cfg, sf.settings)
 	}
 	return cmd
 }
 
-func serve(ctx context.Context, cfg *config.Serve) error {
+// serve runs the daemon with cfg until ctx ends; on SIGHUP, reload gives
+// the settings to apply (see server.reload).
+func serve(ctx context.Context, cfg *config.Serve, reload func() (*config.Serve, error)) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var accessLog io.Writer = os.Stderr
+	var access *reopenFile
 	var logFile *os.File
 	if cfg.LogFile != "" {
-		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		f, err := openReopenFile(cfg.LogFile)
 		if err != nil {
 			return fmt.Errorf("open access log: %w", err)
 		}
 		defer f.Close()
-		accessLog, logFile = f, f
+		accessLog, access, logFile = f, f, f.f
 	}
 	s := newServer(cfg, log, accessLog)
+	s.access = access
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -201,6 +216,17 @@ func serve(ctx context.Context, cfg *config.Serve) error {
 	}
 	log.Info("lanmirror serving", "components", strings.Join(names, ","), "data", cfg.DataDir, "version", version,
 		"uid", os.Getuid())
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the configuration")
+				s.reload(reload)
+			}
+		}
+	}()
 	stopping := context.AfterFunc(ctx, func() {
 		log.Info("stopping: no new connections; transfers in progress may finish", "drain_timeout", s.drainTimeout())
 	})

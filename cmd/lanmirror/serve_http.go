@@ -103,6 +103,7 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
+	s.httpSrv, s.cache, s.policy = srv, cache, policy
 	if up, ok := binpkgs.(*binpkg.Handler); ok && cfg.BinhostUpstream != "" {
 		// The local index lists the upstream packages too; their files
 		// come from the upstream cache (local 404 → upstream).

@@ -145,12 +145,12 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 		}
 	}
 	s, ln := sv.rsync, sv.rsyncLn
-	srv, err := daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(),
-		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: sv.cfg.MaxConnsPerClient})
+	srv, err := sv.newRsyncDaemon(s)
 	if err != nil {
 		return nil, err
 	}
-	sv.status.SetRsync(srv.Sessions)
+	mux := newRsyncMux(ln, srv, func(srv *daemon.Server) { sv.status.SetRsync(srv.Sessions) })
+	sv.rsyncMux = mux
 	return func(ctx context.Context) error {
 		defer func() {
 			if s.pidFile != "" {
@@ -159,6 +159,12 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 				}
 			}
 		}()
-		return srv.Serve(ctx, ln)
+		return mux.run(ctx)
 	}, nil
+}
+
+// newRsyncDaemon builds the rsync daemon for setup.
+func (sv *server) newRsyncDaemon(s *rsyncSetup) (*daemon.Server, error) {
+	return daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(),
+		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: sv.cfg.MaxConnsPerClient})
 }

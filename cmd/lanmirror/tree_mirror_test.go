@@ -110,7 +110,7 @@ func lanmirrorRun(t *testing.T, args ...string) (stdout, stderr string, err erro
 // ends.
 func lanmirrorServe(t *testing.T, addr string, args ...string) *testutil.Buffer {
 	t.Helper()
-	cmd := exec.Command(htBinary(t), append([]string{"serve"}, args...)...)
+	cmd := exec.Command(htBinary(t), append([]string{"serve", "--allow-root"}, args...)...)
 	cmd.Env = append(os.Environ(), htExecMain+"=1")
 	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

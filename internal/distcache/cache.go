@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/gentoo"
@@ -122,7 +123,7 @@ type Cache struct {
 	idle     time.Duration
 	maxDur   time.Duration
 	log      *slog.Logger
-	mirrors  []*mirror
+	mirrors  atomic.Pointer[[]*mirror] // SetMirrors swaps it
 	wait     time.Duration
 	taint    *taintSet
 
@@ -195,12 +196,8 @@ func New(o Options) (*Cache, error) {
 	if c.node == "" {
 		c.node = defaultNode()
 	}
-	for _, m := range o.Mirrors {
-		u, err := url.Parse(m)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("distcache: mirror %q: not an http(s) URL", m)
-		}
-		c.mirrors = append(c.mirrors, &mirror{base: strings.TrimRight(m, "/")})
+	if err := c.SetMirrors(o.Mirrors); err != nil {
+		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -277,7 +274,7 @@ func (c *Cache) Distfile(ctx context.Context, name string, origins ...string) (*
 	origins = append([]string(nil), origins...)
 	return c.get(ctx, obj, func(ctx context.Context) []string {
 		var out []string
-		for _, m := range c.mirrors {
+		for _, m := range *c.mirrors.Load() {
 			out = append(out, m.base+"/distfiles/"+escapePath(c.layoutOf(ctx, m).Path(name)))
 		}
 		return append(out, origins...)
@@ -575,4 +572,30 @@ func defaultNode() string {
 	var b [4]byte
 	rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// SetMirrors replaces the upstream mirrors (a reload): downloads already
+// running keep their sources; a mirror listed before keeps its layout.
+func (c *Cache) SetMirrors(urls []string) error {
+	old := map[string]*mirror{}
+	if p := c.mirrors.Load(); p != nil {
+		for _, m := range *p {
+			old[m.base] = m
+		}
+	}
+	var ms []*mirror
+	for _, m := range urls {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("distcache: mirror %q: not an http(s) URL", m)
+		}
+		base := strings.TrimRight(m, "/")
+		if o := old[base]; o != nil {
+			ms = append(ms, o)
+		} else {
+			ms = append(ms, &mirror{base: base})
+		}
+	}
+	c.mirrors.Store(&ms)
+	return nil
 }

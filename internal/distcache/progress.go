@@ -43,7 +43,7 @@ func (c *Cache) Downloads() []Progress {
 // mirror it belongs to, else "origin" (the hosts of fetch-through and
 // proxied URLs are unbounded, so they share one label).
 func (c *Cache) upstreamLabel(src string) string {
-	for _, m := range c.mirrors {
+	for _, m := range *c.mirrors.Load() {
 		if src == m.base || strings.HasPrefix(src, m.base+"/") {
 			return m.base
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,14 +26,36 @@ var errRefused = errors.New("destination refused: lanmirror is not an open proxy
 // address actually dialed (the Dialer's Control hook), so that a name that
 // resolves differently the second time (DNS rebinding) gains nothing.
 type Policy struct {
-	hosts map[string]bool // "host" (any port) or "host:port", lower case
+	// hosts: "host" (any port) or "host:port", lower case; Update swaps it.
+	hosts atomic.Pointer[map[string]bool]
 }
 
 // NewPolicy allows the hosts of the given mirror URLs (exactly their host
 // and port, the scheme's default port when none is written) and the extra
 // hosts ("host" for any port, "host:port", or a URL).
 func NewPolicy(mirrorURLs []string, extraHosts []string) (*Policy, error) {
-	p := &Policy{hosts: map[string]bool{}}
+	hosts, err := policyHosts(mirrorURLs, extraHosts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{}
+	p.hosts.Store(&hosts)
+	return p, nil
+}
+
+// Update replaces the configured hosts (a reload); a bad entry leaves the
+// policy as it was.
+func (p *Policy) Update(mirrorURLs []string, extraHosts []string) error {
+	hosts, err := policyHosts(mirrorURLs, extraHosts)
+	if err != nil {
+		return err
+	}
+	p.hosts.Store(&hosts)
+	return nil
+}
+
+func policyHosts(mirrorURLs []string, extraHosts []string) (map[string]bool, error) {
+	p := struct{ hosts map[string]bool }{hosts: map[string]bool{}}
 	for _, m := range mirrorURLs {
 		if m == "" {
 			continue
@@ -66,7 +89,7 @@ func NewPolicy(mirrorURLs []string, extraHosts []string) (*Policy, error) {
 		}
 		p.hosts[strings.ToLower(strings.Trim(h, "[]"))] = true
 	}
-	return p, nil
+	return p.hosts, nil
 }
 
 func hostPortKey(host, port string) string {
@@ -93,7 +116,11 @@ func (p *Policy) Listed(host, port string) bool {
 		return false
 	}
 	h := strings.ToLower(strings.Trim(host, "[]"))
-	return p.hosts[h] || p.hosts[net.JoinHostPort(h, port)]
+	hosts := p.hosts.Load()
+	if hosts == nil {
+		return false
+	}
+	return (*hosts)[h] || (*hosts)[net.JoinHostPort(h, port)]
 }
 
 // Check reports whether a client-chosen URL may be fetched: listed hosts

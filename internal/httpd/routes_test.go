@@ -402,7 +402,7 @@ func TestForwardProxy(t *testing.T) {
 }
 
 func TestFetchThrough(t *testing.T) {
-	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}, Verifier: fakeVerifier{"known-1.tar.gz": 5000}})
+	e := startServer(t, Options{Policy: &Policy{}, Verifier: fakeVerifier{"known-1.tar.gz": 5000}})
 	data := testData(5000, 5)
 	e.cache.put("known-1.tar.gz", &fakeObject{data: data, outcome: distcache.Miss})
 	e.cache.put("mirrored-1.tar.gz", &fakeObject{data: data[:300]})
@@ -525,7 +525,7 @@ func (errTimeout) Timeout() bool { return true }
 // Portage reads a mirror's layout.conf through FETCHCOMMAND, and proxy
 // clients may send requests for this server itself in absolute form.
 func TestFetchLayoutConfAndSelfProxy(t *testing.T) {
-	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}})
+	e := startServer(t, Options{Policy: &Policy{}})
 	code, body := e.status(e.url + "/fetch/.layout.conf.ws1?uri=http://ws1:8080/distfiles/layout.conf")
 	if code != 200 || body != defaultLayoutConf {
 		t.Fatalf("layout.conf through fetch: %d %q", code, body)
@@ -632,7 +632,7 @@ func (v *readyVerifier) Lookup(name string) (gentoo.Dist, bool) {
 // refusing a name it will know.
 func TestFetchThroughWaitsForTheIndex(t *testing.T) {
 	v := &readyVerifier{ready: make(chan struct{}), names: fakeVerifier{"late-1.tar.gz": 10}}
-	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}, Verifier: v})
+	e := startServer(t, Options{Policy: &Policy{}, Verifier: v})
 	e.cache.put("late-1.tar.gz", &fakeObject{data: []byte("0123456789")})
 	time.AfterFunc(300*time.Millisecond, func() { close(v.ready) })
 	code, body := e.status(e.url + "/fetch/late-1.tar.gz?uri=https://8.8.8.8/late-1.tar.gz")

@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lanmirror/lanmirror/internal/acl"
@@ -150,7 +151,7 @@ type Options struct {
 // Server is lanmirror's HTTP handler.
 type Server struct {
 	opt     Options
-	allow   *acl.List
+	allow   atomic.Pointer[acl.List] // SetAllow swaps it (SIGHUP)
 	log     *slog.Logger
 	aliases map[string]*aliasDir
 	start   time.Time
@@ -167,10 +168,8 @@ func New(opt Options) (*Server, error) {
 	if opt.Cache == nil {
 		return nil, errors.New("httpd: no cache")
 	}
-	s := &Server{opt: opt, allow: opt.Allow, log: opt.Log, start: time.Now()}
-	if s.allow == nil {
-		s.allow = acl.Default()
-	}
+	s := &Server{opt: opt, log: opt.Log, start: time.Now()}
+	s.SetAllow(opt.Allow)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -232,7 +231,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.finish(rw, r)
 
 	client, ok := acl.AddrOf(r.RemoteAddr)
-	if !ok || !s.allow.Contains(client) {
+	if !ok || !s.allow.Load().Contains(client) {
 		rw.outcome = "DENY"
 		s.log.Warn("client refused by the allow list", "client", r.RemoteAddr, "method", r.Method, "url", r.RequestURI)
 		textError(rw, http.StatusForbidden, fmt.Sprintf("403 forbidden: client %s is not in the allow list of this server\n", r.RemoteAddr))
@@ -375,4 +374,13 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		io.WriteString(w, "ok\n")
 	}
+}
+
+// SetAllow replaces the allow list (nil: acl.Default()); requests already
+// admitted are not affected.
+func (s *Server) SetAllow(l *acl.List) {
+	if l == nil {
+		l = acl.Default()
+	}
+	s.allow.Store(l)
 }
