@@ -150,7 +150,7 @@ func (v *indexWaiter) WaitIndexed(ctx context.Context) error {
 func TestFetchThroughWaitsForTheFirstIndex(t *testing.T) {
 	testutil.RequireTool(t, "curl")
 	v := &indexWaiter{built: make(chan struct{}), names: fakeVerifier{"first-1.tar.gz": 10}}
-	e := startServer(t, Options{Policy: &Policy{hosts: map[string]bool{}}, Verifier: v})
+	e := startServer(t, Options{Policy: &Policy{}, Verifier: v})
 	e.cache.put("first-1.tar.gz", &fakeObject{data: []byte("0123456789")})
 	time.AfterFunc(300*time.Millisecond, func() { close(v.built) })
 	code, body := e.status(e.url + "/fetch/first-1.tar.gz?uri=https://8.8.8.8/first-1.tar.gz")
