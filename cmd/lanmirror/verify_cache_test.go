@@ -24,14 +24,35 @@ import (
 func bigTree(t *testing.T, dir string, n int, real map[string][]byte) {
 	t.Helper()
 	fake := "DIST %s 1234 BLAKE2B " + strings.Repeat("0a", 64) + " SHA512 " + strings.Repeat("0b", 64) + "\n"
-	for i := range n {
-		pdir := filepath.Join(dir, fmt.Sprintf("cat-%03d", i%170), fmt.Sprintf("pkg-%05d", i))
-		if err := os.MkdirAll(pdir, 0o755); err != nil {
+	const cats, workers = 170, 4
+	for c := range cats {
+		if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("cat-%03d", c)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(pdir, "Manifest"), fmt.Appendf(nil, fake, fmt.Sprintf("pkg-%05d-1.tar.gz", i)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				pdir := filepath.Join(dir, fmt.Sprintf("cat-%03d", i%cats), fmt.Sprintf("pkg-%05d", i))
+				if err := os.Mkdir(pdir, 0o755); err != nil {
+					errs <- err
+					return
+				}
+				if err := os.WriteFile(filepath.Join(pdir, "Manifest"), fmt.Appendf(nil, fake, fmt.Sprintf("pkg-%05d-1.tar.gz", i)), 0o644); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 	testTree(t, dir, map[string]map[string][]byte{"zz-real/p": real})
 }
