@@ -42,8 +42,9 @@ func TestOpenRCScriptParses(t *testing.T) {
 // openrcScript runs inside a private mount namespace (unshare), with a
 // fresh OpenRC state directory on a tmpfs, so that the machine's own
 // /run/openrc is untouched and openrc-run works on a system OpenRC did not
-// boot. It starts the service, says STARTED, waits for a line on stdin,
-// stops the service and reports its status.
+// boot. It starts the service, says STARTED, reloads it for each
+// "reload" line on stdin (saying RELOADED), stops it at another line or
+// the end of stdin and reports its status.
 const openrcScript = `set -eu
 mount -t tmpfs lanmirror-openrc-test /run/openrc
 for d in daemons exclusive failed hotplugged inactive options scheduled started starting stopping tmp wasinactive; do
@@ -52,7 +53,12 @@ done
 touch /run/openrc/softlevel
 openrc-run "$1" start
 echo STARTED
-read -r line || true
+while read -r cmd; do
+	case $cmd in
+	reload) openrc-run "$1" reload && echo RELOADED ;;
+	*) break ;;
+	esac
+done
 openrc-run "$1" stop
 echo STOPPED
 if openrc-run "$1" status; then echo STILL-RUNNING; else echo STATUS-STOPPED; fi
@@ -61,7 +67,7 @@ if openrc-run "$1" status; then echo STILL-RUNNING; else echo STATUS-STOPPED; fi
 // The init script under openrc-run: start (supervise-daemon, as nobody,
 // data and log directories created by checkpath with their owner), serve
 // HTTP and rsync with the settings of a config file and the conf.d, then
-// stop.
+// reload (a module added to the file), stop.
 func TestOpenRCStartStop(t *testing.T) {
 	requireRoot(t)
 	testutil.RequireTool(t, "openrc-run")
@@ -104,7 +110,7 @@ func TestOpenRCStartStop(t *testing.T) {
 	// The settings in a config file, as an admin keeps them; data and
 	// log in it are overridden by the conf.d's.
 	toml := filepath.Join(root, "lanmirror.toml")
-	if err := os.WriteFile(toml, []byte(fmt.Sprintf(`data = "/nonexistent/overridden"
+	settings := []byte(fmt.Sprintf(`data = "/nonexistent/overridden"
 log = "/nonexistent/overridden.log"
 http = %q
 rsync = %q
@@ -112,7 +118,8 @@ rsync = %q
 [[module]]
 name = "test"
 path = %q
-`, httpAddr, rsyncAddr, filepath.Join(root, "tree"))), 0o644); err != nil {
+`, httpAddr, rsyncAddr, filepath.Join(root, "tree")))
+	if err := os.WriteFile(toml, settings, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The shipped conf.d with the test's values appended, as an admin
@@ -203,6 +210,28 @@ LANMIRROR_OPTS="--config %s"
 	}
 	if _, err := waitFileContains(filepath.Join(logDir, "lanmirror.log"), "lanmirror serving"); err != nil {
 		t.Errorf("error_log: %v", err)
+	}
+
+	// reload: a module added to the config file is served without a
+	// restart.
+	if err := os.WriteFile(toml, append(settings, []byte(fmt.Sprintf(`
+[[module]]
+name = "added"
+path = %q
+`, filepath.Join(root, "tree")))...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "reload\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("RELOADED")
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if list := rsyncList(t, rsync, rsyncAddr); strings.Contains(list, "added") {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("module added to the config file not listed 20 s after reload:\n%s\n%s", list, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	if _, err := io.WriteString(stdin, "stop\n"); err != nil {
