@@ -25,12 +25,15 @@ func rsyncEnabled(cfg *config.Serve) bool {
 // rsyncSetup is the rsync daemon's effective configuration: the
 // rsyncd.conf (if any) merged with the command line.
 type rsyncSetup struct {
-	conf     *config.Rsyncd // nil without --rsyncd-conf
-	modules  []config.Module
-	addr     string // listen address
-	motd     string // message of the day, read from "motd file"
-	pidFile  string
-	warnings []string
+	conf    *config.Rsyncd // nil without --rsyncd-conf
+	modules []config.Module
+	addr    string // listen address
+	motd    string // message of the day, read from "motd file"
+	pidFile string
+	// perClient is --max-conns-per-client, else the conf's "max
+	// connections per client".
+	perClient int
+	warnings  []string
 }
 
 // loadRsyncSetup loads --rsyncd-conf and merges it with the flags: modules
@@ -38,7 +41,7 @@ type rsyncSetup struct {
 // and an explicit --rsync address wins over the conf's "address"/"port"
 // (which apply while --rsync keeps its default).
 func loadRsyncSetup(cfg *config.Serve) (*rsyncSetup, error) {
-	s := &rsyncSetup{addr: cfg.RsyncAddr}
+	s := &rsyncSetup{addr: cfg.RsyncAddr, perClient: cfg.MaxConnsPerClient}
 	if cfg.RsyncdConf != "" {
 		c, err := config.LoadRsyncd(cfg.RsyncdConf)
 		if err != nil {
@@ -47,6 +50,9 @@ func loadRsyncSetup(cfg *config.Serve) (*rsyncSetup, error) {
 		s.conf = c
 		s.warnings = append(s.warnings, c.Warnings...)
 		s.pidFile = c.PIDFile
+		if s.perClient == 0 {
+			s.perClient = c.MaxConnsPerClient
+		}
 		if cfg.RsyncAddr == config.DefaultRsyncAddr && (c.Address != "" || c.Port != 0) {
 			host, port, err := net.SplitHostPort(cfg.RsyncAddr)
 			if err != nil {
@@ -166,5 +172,5 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 // newRsyncDaemon builds the rsync daemon for setup.
 func (sv *server) newRsyncDaemon(s *rsyncSetup) (*daemon.Server, error) {
 	return daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(),
-		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: sv.cfg.MaxConnsPerClient})
+		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: s.perClient})
 }

@@ -470,3 +470,20 @@ frobnicate = yes
 		t.Fatalf("--rsync-module: %v\n%s", err, out)
 	}
 }
+
+// The per-client limit comes from --max-conns-per-client, else from the
+// rsyncd.conf's "max connections per client".
+func TestLoadRsyncSetupPerClient(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, dir, "rsyncd.conf", "max connections per client = 3\n[a]\npath = "+dir+"\n", 0o644)
+	cfg := config.Defaults()
+	cfg.RsyncdConf = filepath.Join(dir, "rsyncd.conf")
+	s, err := loadRsyncSetup(&cfg)
+	if err != nil || s.perClient != 3 {
+		t.Fatalf("from the conf: %v %d, want 3", err, s.perClient)
+	}
+	cfg.MaxConnsPerClient = 7
+	if s, err = loadRsyncSetup(&cfg); err != nil || s.perClient != 7 {
+		t.Fatalf("the flag must win: %v %d, want 7", err, s.perClient)
+	}
+}

@@ -12,6 +12,10 @@ type Rsyncd struct {
 	Address  string // "address"
 	PIDFile  string // "pid file"
 	MOTDFile string // "motd file"
+	// MaxConnsPerClient is "max connections per client", a lanmirror
+	// extension (stock rsyncd has no such parameter): connections one
+	// client address may hold at once; 0: no limit.
+	MaxConnsPerClient int
 	// Modules in file order.
 	Modules []Module
 	// Warnings collects unknown or unsupported parameters, with file:line.

@@ -222,7 +222,7 @@ var unsupportedParams = map[string]bool{
 }
 
 // globalOnly are parameters that only make sense in the global section.
-var globalOnly = map[string]bool{"port": true, "address": true, "pidfile": true, "motdfile": true}
+var globalOnly = map[string]bool{"port": true, "address": true, "pidfile": true, "motdfile": true, "maxconnectionsperclient": true}
 
 func (p *rsyncdParser) param(key, k, val, at string) error {
 	if globalOnly[k] {
@@ -243,6 +243,12 @@ func (p *rsyncdParser) param(key, k, val, at string) error {
 			p.conf.PIDFile = val
 		case "motdfile":
 			p.conf.MOTDFile = val
+		case "maxconnectionsperclient":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%s: max connections per client: %q is not a number >= 0", at, val)
+			}
+			p.conf.MaxConnsPerClient = n
 		}
 		return nil
 	}

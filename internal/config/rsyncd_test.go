@@ -202,3 +202,24 @@ func FuzzParseRsyncd(f *testing.F) {
 		}
 	})
 }
+
+// "max connections per client" (a lanmirror extension) is a global
+// parameter: a number >= 0; in a module it is ignored with a warning.
+func TestParseRsyncdMaxConnsPerClient(t *testing.T) {
+	c, err := ParseRsyncd(strings.NewReader("max connections per client = 4\n[m]\npath = /x\nmax connections per client = 9\n"), "e.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConnsPerClient != 4 {
+		t.Fatalf("MaxConnsPerClient = %d, want 4", c.MaxConnsPerClient)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "e.conf:4") || !strings.Contains(c.Warnings[0], "ignored") {
+		t.Fatalf("warnings: %q", c.Warnings)
+	}
+	for _, bad := range []string{"-1", "many"} {
+		_, err := ParseRsyncd(strings.NewReader("max connections per client = "+bad+"\n[m]\npath = /x\n"), "e.conf")
+		if err == nil || !strings.Contains(err.Error(), "e.conf:1: max connections per client") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+}
