@@ -78,7 +78,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 // The unit's ExecStart, with its default LANMIRROR_OPTS replaced by
 // loopback test settings and its paths moved to a temporary directory,
 // starts a lanmirror that serves HTTP and rsync and ends on the unit's
-// KillSignal within TimeoutStopSec.
+// KillSignal within TimeoutStopSec; ExecReload reopens the access log.
 func TestSystemdExecStartServes(t *testing.T) {
 	rsync := testutil.RequireTool(t, "rsync")
 	bin := lanmirrorBinary(t)
@@ -94,24 +94,30 @@ func TestSystemdExecStartServes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TimeoutStopSec: %v", err)
 	}
-	root := t.TempDir()
+	// systemd starts it as User= (nobody here, when the test runs as
+	// root) with CacheDirectory= and LogsDirectory= created owned by it.
+	var cred *syscall.Credential
+	uid, gid := os.Getuid(), os.Getgid()
+	if os.Geteuid() == 0 {
+		u, g, _ := nobody(t)
+		uid, gid = u, g
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	root := openDir(t)
 	tree := filepath.Join(root, "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// What CacheDirectory= and LogsDirectory= create.
 	for _, d := range []string{"cache", "log"} {
 		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(filepath.Join(root, d), uid, gid); err != nil {
 			t.Fatal(err)
 		}
 	}
 	httpAddr, rsyncAddr := freeAddr(t), freeAddr(t)
 	opts := "--http " + httpAddr + " --rsync " + rsyncAddr + " --rsync-module test=" + tree
-	if os.Geteuid() == 0 {
-		// systemd starts it as User=lanmirror; run here as root, the
-		// command line needs --allow-root.
-		opts += " --allow-root"
-	}
 	line := strings.NewReplacer(
 		"/usr/bin/lanmirror", bin,
 		"/var/cache/lanmirror", filepath.Join(root, "cache"),
@@ -120,6 +126,7 @@ func TestSystemdExecStartServes(t *testing.T) {
 	).Replace(execStart[0])
 	args := strings.Fields(line)
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -154,6 +161,33 @@ func TestSystemdExecStartServes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "cache", "distfiles")); err != nil {
 		t.Errorf("the cache is not in CacheDirectory: %v", err)
 	}
+	// ExecReload (systemctl reload lanmirror): the access log, moved away
+	// as logrotate would, is reopened and the server keeps serving.
+	reload := v["Service.ExecReload"]
+	if len(reload) != 1 {
+		t.Fatalf("ExecReload = %q, want one line", reload)
+	}
+	accessLog := filepath.Join(root, "log", "access.log")
+	if err := os.Rename(accessLog, accessLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	rargs := strings.Fields(strings.ReplaceAll(reload[0], "$MAINPID", strconv.Itoa(cmd.Process.Pid)))
+	if out, err := exec.Command(rargs[0], rargs[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("ExecReload %q: %v\n%s", reload[0], err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if code, _ := get(t, "http://"+httpAddr+"/after-reload"); code != 404 {
+			t.Fatalf("after reload: %d", code)
+		}
+		if b, err := os.ReadFile(accessLog); err == nil && strings.Contains(string(b), "/after-reload") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new access log 20 s after ExecReload:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
