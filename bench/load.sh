@@ -61,7 +61,7 @@ up=$(free_port)
 pids+=($!)
 http=$(free_port)
 rs=$(free_port)
-"$work/lanmirror" serve --data "$work/data" --http "127.0.0.1:$http" --rsync "127.0.0.1:$rs" \
+"$work/lanmirror" serve --allow-root --data "$work/data" --http "127.0.0.1:$http" --rsync "127.0.0.1:$rs" \
 	--rsync-module "gentoo-portage=$work/tree" --mirror "http://127.0.0.1:$up" \
 	--log "$work/access.log" "${SERVE_ARGS[@]}" 2>"$work/lanmirror.log" &
 lm=$!
