@@ -180,3 +180,20 @@ func TestSyncWithoutKeyWarns(t *testing.T) {
 		t.Fatalf("verify-tree --unsigned: %q %v", out, err)
 	}
 }
+
+func TestCheckConfigTreeKey(t *testing.T) {
+	_, keyFile, _ := signedUpstream(t, time.Now().Add(-time.Hour))
+	base := []string{"--config", "", "--rsync", "", "--data", t.TempDir(), "--tree-upstream", "rsync://127.0.0.1/gentoo-portage/"}
+	out, err := runCheckConfig(t, base...)
+	if err != nil || !strings.Contains(out, "warning: THE TREE IS NOT AUTHENTICATED") {
+		t.Fatalf("without a key: %v\n%s", err, out)
+	}
+	out, err = runCheckConfig(t, append(base, "--tree-openpgp-key", keyFile, "--tree-max-age", "36h")...)
+	if err != nil || !strings.Contains(out, "tree: pulled trees verified before publishing, signed by ") || !strings.Contains(out, "max age 36h0m0s") {
+		t.Fatalf("with a key: %v\n%s", err, out)
+	}
+	out, err = runCheckConfig(t, append(base, "--tree-openpgp-key", filepath.Join(t.TempDir(), "missing.asc"))...)
+	if err == nil || !strings.Contains(out, "error: --tree-openpgp-key: ") {
+		t.Fatalf("missing key file: %v\n%s", err, out)
+	}
+}
