@@ -17,6 +17,7 @@ import (
 	"github.com/lanmirror/lanmirror/internal/distcache"
 	"github.com/lanmirror/lanmirror/internal/gentoo"
 	"github.com/lanmirror/lanmirror/internal/httpd"
+	"github.com/lanmirror/lanmirror/internal/rsync/daemon"
 	"github.com/lanmirror/lanmirror/internal/status"
 	"github.com/lanmirror/lanmirror/internal/tree"
 	"github.com/spf13/cobra"
@@ -40,6 +41,9 @@ type server struct {
 	// status carries the parts' figures to the HTTP status page and
 	// /metrics: each part registers its source when it opens.
 	status *status.Board
+	// rsyncSessions counts the sessions of every rsync daemon generation
+	// (a reload replaces the daemon), for the status page.
+	rsyncSessions *daemon.SessionStats
 
 	storeOnce sync.Once
 	store     *distcache.Store
@@ -69,7 +73,7 @@ type part struct {
 
 // newServer wires a server for cfg; it does no I/O.
 func newServer(cfg *config.Serve, log *slog.Logger, accessLog io.Writer) *server {
-	s := &server{cfg: cfg, log: log, accessLog: accessLog, status: &status.Board{}}
+	s := &server{cfg: cfg, log: log, accessLog: accessLog, status: &status.Board{}, rsyncSessions: &daemon.SessionStats{}}
 	if cfg.Tree != "" {
 		tr := cfg.Tree
 		s.status.SetTree(func() (status.Tree, bool) { return tree.Describe(tr) })

@@ -155,7 +155,8 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
-	mux := newRsyncMux(ln, srv, func(srv *daemon.Server) { sv.status.SetRsync(srv.Sessions) })
+	sv.status.SetRsync(sv.rsyncSessions.Snapshot)
+	mux := newRsyncMux(ln, srv, func(*daemon.Server) {})
 	sv.rsyncMux = mux
 	return func(ctx context.Context) error {
 		defer func() {
@@ -171,6 +172,6 @@ func (sv *server) openRsync(_ context.Context) (func(context.Context) error, err
 
 // newRsyncDaemon builds the rsync daemon for setup.
 func (sv *server) newRsyncDaemon(s *rsyncSetup) (*daemon.Server, error) {
-	return daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(),
+	return daemon.New(daemon.Config{Modules: s.modules, MOTD: s.motd, Logger: sv.log, ShutdownGrace: sv.drainTimeout(), Sessions: sv.rsyncSessions,
 		HandshakeTimeout: sv.cfg.RsyncHandshakeTimeout, MaxConnsPerClient: s.perClient})
 }

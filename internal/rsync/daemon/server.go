@@ -73,6 +73,9 @@ type Config struct {
 	// NoWarmup turns off the scan of every module's tree when Serve
 	// starts (by default the first client finds the file list ready).
 	NoWarmup bool
+	// Sessions counts the sessions for the status page; nil: a counter
+	// of this Server's own.
+	Sessions *SessionStats
 }
 
 // Server is an rsync daemon serving a fixed set of modules.
@@ -84,7 +87,7 @@ type Server struct {
 	session SessionFunc
 	wg      sync.WaitGroup
 	slots   chan struct{} // one per connection being served
-	stats   sessionStats
+	stats   *SessionStats
 	perIP   *connlimit.PerClient
 }
 
@@ -92,7 +95,10 @@ type Server struct {
 // resolved per connection, so a path may appear (or be switched to a new
 // snapshot) after the server starts.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, log: cfg.Logger, modules: map[string]*module{}, session: cfg.Session}
+	s := &Server{cfg: cfg, log: cfg.Logger, modules: map[string]*module{}, session: cfg.Session, stats: cfg.Sessions}
+	if s.stats == nil {
+		s.stats = &SessionStats{}
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
