@@ -95,6 +95,10 @@ func NewTransfer(w io.Writer, desc string) *Transfer {
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionUseIECUnits(true),
 			progressbar.OptionSpinnerType(14),
+			// No spinner ticker: progressbar v3.19's ticker goroutine reads
+			// the start time without its lock (a data race with Set64); the
+			// spinner turns on every Set instead.
+			progressbar.OptionSetSpinnerChangeInterval(0),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
 		)

@@ -240,7 +240,9 @@ func (sy *Syncer) sync(ctx context.Context) (Result, error) {
 		res.Cleaned = cleaned
 		if err != nil {
 			if ctx.Err() != nil {
-				return Result{Snapshot: cur, Cleaned: cleaned}, err
+				// Stopped: say so (errors.Is(err, context.Canceled)), with
+				// what the interrupted pull reported.
+				return Result{Snapshot: cur, Cleaned: cleaned}, fmt.Errorf("tree: pull from %s stopped: %w (%v)", up, ctx.Err(), err)
 			}
 			sy.log().Debug("tree: upstream failed", "upstream", up, "err", err)
 			errs = append(errs, err)
