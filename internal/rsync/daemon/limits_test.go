@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -54,7 +55,7 @@ func dialSmallWindow(t *testing.T, addr string) *rawClient {
 	}
 	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	t.Cleanup(func() { conn.Close() })
-	return &rawClient{t: t, conn: conn, r: nil}
+	return &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 // smallSendBuf gives accepted connections a small send buffer.
@@ -88,30 +89,44 @@ func TestStalledClientsCutAndSlotFreed(t *testing.T) {
 	ts := startServerWrapped(t, Config{Modules: []config.Module{m}, HandshakeTimeout: hs},
 		func(ln net.Listener) net.Listener { return smallSendBuf{ln} })
 
+	// grant connects with dial until the module's only slot is granted
+	// (the previous subtest's probe may still hold it for a moment).
+	grant := func(t *testing.T, dial func() *rawClient) *rawClient {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			c := dial()
+			c.expectPrefix("@RSYNCD: ")
+			c.send("@RSYNCD: 29.0\nm\n")
+			l, err := c.line()
+			if err == nil && l == "@RSYNCD: OK" {
+				return c
+			}
+			c.conn.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("module not granted: %q %v", l, err)
+			}
+		}
+	}
+	plain := func() *rawClient { return dialRaw(t, ts.addr) }
+
 	t.Run("handshake", func(t *testing.T) {
 		// The module is granted, the arguments never come.
-		c := dialRaw(t, ts.addr)
-		c.expectPrefix("@RSYNCD: ")
-		c.send("@RSYNCD: 29.0\nm\n")
-		c.expect("@RSYNCD: OK")
+		c := grant(t, plain)
 		c.send("--server\n") // then nothing
 		waitSlotFree(t, ts, 15*time.Second, "stalled in the arguments")
 	})
 	t.Run("filter-list", func(t *testing.T) {
 		// The arguments are complete; the client never sends its filter
 		// list (the session waits to read it).
-		c := dialRaw(t, ts.addr)
-		c.expectPrefix("@RSYNCD: ")
-		c.send("@RSYNCD: 29.0\nm\n")
-		c.expect("@RSYNCD: OK")
+		c := grant(t, plain)
 		c.send("--server\n--sender\n-r\n.\nm/\n\n")
 		waitSlotFree(t, ts, 15*time.Second, "stalled before the filter list")
 	})
 	t.Run("mid-file-list", func(t *testing.T) {
 		// The client sends an empty filter list and then reads nothing:
 		// the server's writes of the file list block.
-		c := dialSmallWindow(t, ts.addr)
-		c.send("@RSYNCD: 29.0\nm\n--server\n--sender\n-r\n.\nm/\n\n\x00\x00\x00\x00")
+		c := grant(t, func() *rawClient { return dialSmallWindow(t, ts.addr) })
+		c.send("--server\n--sender\n-r\n.\nm/\n\n\x00\x00\x00\x00")
 		start := time.Now()
 		deadline := start.Add(20 * time.Second)
 		for !strings.Contains(ts.logs.String(), "send file list: mux: write payload: client stalled the session setup") {
