@@ -194,6 +194,7 @@ func (s *Store) Quarantine(key string, was fs.FileInfo, why string) (string, err
 		return "", fmt.Errorf("distcache: quarantine %s: %w", key, err)
 	}
 	s.served.forget(key)
+	s.small.drop(key) // no copy in memory keeps serving it
 	if err := s.root.Remove(metaName(key)); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
 		s.log.Warn("cannot remove object metadata", "key", key, "err", err)
 	}

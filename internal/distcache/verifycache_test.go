@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanmirror/lanmirror/internal/metrics"
 )
@@ -125,5 +126,42 @@ func TestQuarantineLeavesAReplacedFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "distfiles", "r.tar")); string(b) != "new" {
 		t.Fatalf("replaced file: %q", b)
+	}
+}
+
+// A quarantined file stops being served at once, also when the cache kept
+// a copy of it in memory (small files): the next request downloads it.
+func TestQuarantineDropsTheCopyInMemory(t *testing.T) {
+	up := newUpstream(t)
+	good := testData(5000, 9)
+	up.handle("/distfiles/q.tar", serveBytes(good, time.Unix(1700000000, 0)))
+	corrupt := append([]byte(nil), good...)
+	corrupt[10] ^= 1
+	v := mapVerifier{"q.tar": distOf("q.tar", good)}
+	c := newTestCache(t, "", Options{Mirrors: []string{up.url("")}, Verifier: v})
+	addFile(t, c.store, "q.tar", corrupt)
+	for range 2 { // the second hit comes from memory
+		b, o, err := c.Distfile(testCtx(t), "q.tar")
+		if err != nil || o != Hit {
+			t.Fatal(o, err)
+		}
+		got, _ := readAll(t, b, 0)
+		b.Close()
+		if !bytes.Equal(got, corrupt) {
+			t.Fatal("the cached copy was not served")
+		}
+	}
+	r, err := c.store.VerifyDistfiles(context.Background(), VerifyOptions{Verifier: v})
+	if err != nil || r.Quarantined != 1 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	b, o, err := c.Distfile(testCtx(t), "q.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readAll(t, b, 0)
+	b.Close()
+	if o == Hit || !bytes.Equal(got, good) {
+		t.Fatalf("after quarantine: %s, good bytes %v", o, bytes.Equal(got, good))
 	}
 }
