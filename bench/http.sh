@@ -30,15 +30,6 @@ work=$(mktemp -d /tmp/lanmirror-bench-http.XXXXXX)
 chmod 755 "$work"
 . bench/lib.sh # (the script runs from the repository root)
 
-wait_port() {
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-		sleep 0.1
-	done
-	echo "bench/http.sh: nothing listens on port $1" >&2
-	exit 1
-}
-
 echo "building lanmirror..." >&2
 go build -o "$work/lanmirror" ./cmd/lanmirror
 

@@ -26,3 +26,13 @@ free_port() {
 	echo "${0##*/}: no free port" >&2
 	exit 1
 }
+
+# wait_port waits (up to 20 s) until something listens on 127.0.0.1:$1.
+wait_port() {
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+		sleep 0.1
+	done
+	echo "${0##*/}: nothing listens on port $1" >&2
+	exit 1
+}

@@ -41,15 +41,6 @@ work=$(mktemp -d /tmp/lanmirror-bench-s3.XXXXXX)
 chmod 755 "$work"
 . bench/lib.sh # (the script runs from the repository root)
 
-wait_port() {
-	for _ in $(seq 1 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-		sleep 0.1
-	done
-	echo "bench/s3.sh: nothing listens on port $1" >&2
-	exit 1
-}
-
 echo "building lanmirror..." >&2
 go build -o "$work/lanmirror" ./cmd/lanmirror
 

@@ -148,30 +148,6 @@ func (s *server) openHTTP(ctx context.Context) (func(context.Context) error, err
 	}, nil
 }
 
-// storeStats reports the distfiles cache size for the status page,
-// recomputed at most once a minute.
-func storeStats(store *distcache.Store) httpd.Stats {
-	var mu sync.Mutex
-	var at time.Time
-	var size int64
-	var files int
-	return func() (int64, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if time.Since(at) > time.Minute {
-			ents, err := store.Entries(distcache.DistfilesPrefix)
-			if err == nil {
-				size, files = 0, len(ents)
-				for _, e := range ents {
-					size += e.Size
-				}
-				at = time.Now()
-			}
-		}
-		return size, files
-	}
-}
-
 // openRemote opens and checks the S3 store of --store.
 func openRemote(ctx context.Context, cfg *config.Serve) (*objstore.S3, error) {
 	remote, err := objstore.NewS3(objstore.S3Config{URL: cfg.Store, Endpoint: cfg.S3Endpoint, Region: cfg.S3Region})
@@ -186,9 +162,35 @@ func openRemote(ctx context.Context, cfg *config.Serve) (*objstore.S3, error) {
 	return remote, nil
 }
 
-// remoteStats is storeStats for objects on object storage (one listing a
-// minute at most).
+// storeStats reports the distfiles cache size for the status page.
+func storeStats(store *distcache.Store) httpd.Stats {
+	return cachedStats(func() ([]int64, error) {
+		ents, err := store.Entries(distcache.DistfilesPrefix)
+		sizes := make([]int64, len(ents))
+		for i, e := range ents {
+			sizes[i] = e.Size
+		}
+		return sizes, err
+	})
+}
+
+// remoteStats is storeStats for objects on object storage.
 func remoteStats(remote objstore.Backend) httpd.Stats {
+	return cachedStats(func() ([]int64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		ents, err := remote.List(ctx, distcache.DistfilesPrefix)
+		sizes := make([]int64, len(ents))
+		for i, e := range ents {
+			sizes[i] = e.Size
+		}
+		return sizes, err
+	})
+}
+
+// cachedStats sums the object sizes that list returns, asking it at most
+// once a minute (also after a failure: the last figures stay).
+func cachedStats(list func() ([]int64, error)) httpd.Stats {
 	var mu sync.Mutex
 	var at time.Time
 	var size int64
@@ -197,13 +199,10 @@ func remoteStats(remote objstore.Backend) httpd.Stats {
 		mu.Lock()
 		defer mu.Unlock()
 		if time.Since(at) > time.Minute {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			ents, err := remote.List(ctx, distcache.DistfilesPrefix)
-			cancel()
-			if err == nil {
-				size, files = 0, len(ents)
-				for _, e := range ents {
-					size += e.Size
+			if sizes, err := list(); err == nil {
+				size, files = 0, len(sizes)
+				for _, n := range sizes {
+					size += n
 				}
 			}
 			at = time.Now()
