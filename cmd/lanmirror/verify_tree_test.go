@@ -61,6 +61,16 @@ func signedUpstream(t *testing.T, ts time.Time) (up, keyFile string, key *openpg
 	return up, keyFile, key
 }
 
+// touch gives path the modification time when: the mirror pulls with
+// rsync's quick check (size and time) against the published snapshot, so a
+// same-size file rewritten within the same second would not be pulled.
+func touch(t *testing.T, path string, when time.Time) {
+	t.Helper()
+	if err := os.Chtimes(path, when, when); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // bumpTimestampChk makes the upstream's metadata/timestamp.chk newer, so
 // that the mirror pulls again.
 func bumpTimestampChk(t *testing.T, up string, when time.Time) {
@@ -102,6 +112,7 @@ func TestSyncPublishesOnlyVerifiedTrees(t *testing.T) {
 	bad := bytes.Clone(orig)
 	bad[5] ^= 0x20
 	os.WriteFile(filepath.Join(up, ebuild), bad, 0o644)
+	touch(t, filepath.Join(up, ebuild), ts.Add(time.Minute))
 	bumpTimestampChk(t, up, ts.Add(time.Minute))
 	_, stderr, err := runCLIErr(t, "sync", "--data", data, "--upstream", up, "--tree-openpgp-key", keyFile)
 	if err == nil {
@@ -124,12 +135,14 @@ func TestSyncPublishesOnlyVerifiedTrees(t *testing.T) {
 		t.Fatalf("verify-tree on the tampered tree: %v\n%s", err, stderr)
 	}
 	os.WriteFile(filepath.Join(up, ebuild), orig, 0o644)
+	touch(t, filepath.Join(up, ebuild), ts.Add(2*time.Minute))
 
 	// A correctly signed but older tree (rollback) is refused too.
 	if err := testtree.WriteTopManifest(up, testtree.ManifestOptions{Key: key, Timestamp: ts.Add(-time.Minute),
 		SignConfig: &packet.Config{Time: func() time.Time { return ts }}}); err != nil {
 		t.Fatal(err)
 	}
+	touch(t, filepath.Join(up, "Manifest"), ts.Add(2*time.Minute))
 	bumpTimestampChk(t, up, ts.Add(2*time.Minute))
 	if _, _, err := runCLIErr(t, "sync", "--data", data, "--upstream", up, "--tree-openpgp-key", keyFile); err == nil ||
 		!strings.Contains(err.Error(), "Manifest: TIMESTAMP") || !strings.Contains(err.Error(), "older than the published tree's") {
@@ -140,6 +153,7 @@ func TestSyncPublishesOnlyVerifiedTrees(t *testing.T) {
 		SignConfig: &packet.Config{Time: func() time.Time { return ts }}}); err != nil {
 		t.Fatal(err)
 	}
+	touch(t, filepath.Join(up, "Manifest"), ts.Add(3*time.Minute))
 	// A tree older than --tree-max-age is refused.
 	if _, _, err := runCLIErr(t, "sync", "--data", data, "--upstream", up, "--tree-openpgp-key", keyFile, "--tree-max-age", "30m"); err == nil ||
 		!strings.Contains(err.Error(), "maximum age 30m0s") {
