@@ -25,7 +25,13 @@ type lmProc struct {
 // at the end of the test if still running.
 func startLanmirror(t *testing.T, waitAddr string, args ...string) *lmProc {
 	t.Helper()
-	p := &lmProc{cmd: exec.Command(htBinary(t), args...), out: &testutil.Buffer{}, done: make(chan error, 1)}
+	return startProc(t, htBinary(t), waitAddr, args...)
+}
+
+// startProc is startLanmirror with the lanmirror binary bin.
+func startProc(t *testing.T, bin, waitAddr string, args ...string) *lmProc {
+	t.Helper()
+	p := &lmProc{cmd: exec.Command(bin, args...), out: &testutil.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), htExecMain+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -88,5 +94,14 @@ func (p *lmProc) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *lmProc) stop(t *testing.T) {
+	t.Helper()
+	p.signal(t, syscall.SIGTERM)
+	if err := p.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("lanmirror exit: %v\n%s", err, p.out.String())
 	}
 }

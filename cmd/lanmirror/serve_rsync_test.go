@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,78 +48,12 @@ func freeLoopbackPort(t *testing.T) string {
 	return port
 }
 
-// syncBuffer collects output that goroutines write while the test reads it.
-type syncBuffer = testutil.Buffer
-
-// lanmirrorProc is a `lanmirror serve` child started by a test.
-type lanmirrorProc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan error
-}
-
-// startServeBinary runs `bin serve args...` and waits until addr accepts
-// connections. The process is stopped (by its PID) when the test ends.
-func startServeBinary(t *testing.T, bin, addr string, args ...string) *lanmirrorProc {
+// startServeBinary runs `bin serve --allow-root args...` and waits until
+// addr accepts connections. The process is stopped (by its PID) when the
+// test ends.
+func startServeBinary(t *testing.T, bin, addr string, args ...string) *lmProc {
 	t.Helper()
-	p := &lanmirrorProc{cmd: exec.Command(bin, append([]string{"serve", "--allow-root"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr = p.stderr
-	p.cmd.Stdout = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("lanmirror serve exited: %v\n%s", err, p.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lanmirror serve not listening on %s:\n%s", addr, p.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitLog waits until the process has logged substr.
-func (p *lanmirrorProc) waitLog(t *testing.T, substr string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(p.stderr.String(), substr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("lanmirror did not log %q:\n%s", substr, p.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *lanmirrorProc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("lanmirror serve exit: %v\n%s", err, p.stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("lanmirror serve did not stop on SIGTERM\n%s", p.stderr.String())
-	}
+	return startProc(t, bin, addr, append([]string{"serve", "--allow-root"}, args...)...)
 }
 
 // rsyncCmd runs the stock rsync client with a deadline.
@@ -290,7 +223,7 @@ list = no
 	if _, err := os.Stat(pid); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pid file left after stop: %v", err)
 	}
-	if logs := p.stderr.String(); !strings.Contains(logs, `log file`) || !strings.Contains(logs, "not supported by lanmirror") {
+	if logs := p.out.String(); !strings.Contains(logs, `log file`) || !strings.Contains(logs, "not supported by lanmirror") {
 		t.Fatalf("unsupported parameter warning not logged:\n%s", logs)
 	}
 }
@@ -325,14 +258,14 @@ func serveRsyncDropsPrivileges(t *testing.T, bin string) {
 		}
 		n := strconv.Itoa(id.uid)
 		if uidLine != strings.Join([]string{n, n, n, n}, " ") {
-			t.Fatalf("running as root with uid = nobody: process uids %q, want all %s\n%s", uidLine, n, p.stderr.String())
+			t.Fatalf("running as root with uid = nobody: process uids %q, want all %s\n%s", uidLine, n, p.out.String())
 		}
-		if !strings.Contains(p.stderr.String(), "dropped privileges") {
-			t.Fatalf("privilege drop not logged:\n%s", p.stderr.String())
+		if !strings.Contains(p.out.String(), "dropped privileges") {
+			t.Fatalf("privilege drop not logged:\n%s", p.out.String())
 		}
 	} else {
-		if !strings.Contains(p.stderr.String(), "not running as root") {
-			t.Fatalf("non-root run with uid set: no warning\n%s", p.stderr.String())
+		if !strings.Contains(p.out.String(), "not running as root") {
+			t.Fatalf("non-root run with uid set: no warning\n%s", p.out.String())
 		}
 	}
 	if os.Geteuid() == 0 {
@@ -351,7 +284,7 @@ func serveRsyncDropsPrivileges(t *testing.T, bin string) {
 	// Either way the module is served.
 	dst := filepath.Join(work, "dst")
 	if _, errs, err := rsyncCmd(t, "-a", "rsync://"+addr+"/m/", dst+"/"); err != nil {
-		t.Fatalf("sync after privilege change: %v %s\n%s", err, errs, p.stderr.String())
+		t.Fatalf("sync after privilege change: %v %s\n%s", err, errs, p.out.String())
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "f")); err != nil || string(b) != "readable by everyone\n" {
 		t.Fatalf("synced: %q %v", b, err)
