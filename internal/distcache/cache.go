@@ -281,6 +281,44 @@ func (c *Cache) Distfile(ctx context.Context, name string, origins ...string) (*
 	})
 }
 
+// CachedDistfile returns the Body of distfile name when a request for it
+// would be answered at once from a small file in memory: the name is valid,
+// the tree's DIST index is ready, no download of it is under way, and the
+// copy in memory is still the stored file (see lookupSmall). It never
+// blocks, starts a download or touches the disk beyond lookupSmall's
+// periodic stat. ok false means: ask Distfile, which answers every case.
+// The HTTP front uses it to answer hits without net/http.
+func (c *Cache) CachedDistfile(name string) (b *Body, ok bool) {
+	if c.remote != nil || CheckName(name) != nil {
+		return nil, false
+	}
+	if w, isWaiter := c.verifier.(IndexWaiter); isWaiter && w.WaitIndexed(doneContext) != nil {
+		return nil, false
+	}
+	obj := Object{Key: DistfilesPrefix + name}
+	if c.verifier != nil {
+		if d, found := c.verifier.Lookup(name); found {
+			obj.Expect = &d
+		}
+	}
+	if d, err := c.joinable(obj.Key); d != nil || err != nil {
+		return nil, false
+	}
+	if b = c.lookupSmall(obj); b == nil {
+		return nil, false
+	}
+	c.store.MarkServed(obj.Key)
+	return b, true
+}
+
+// doneContext is an already cancelled context: WaitIndexed with it only
+// tells whether the index is ready now.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // waitIndexed waits for the Verifier's index when it is still being built.
 func (c *Cache) waitIndexed(ctx context.Context) error {
 	w, ok := c.verifier.(IndexWaiter)

@@ -141,16 +141,23 @@ func (s *Server) finish(w *recorder, r *http.Request) {
 	if outcome == "" {
 		outcome = "-"
 	}
-	d := time.Since(w.began)
+	s.logRequest(w.began, r.RemoteAddr, r.Method, r.RequestURI, status, w.bytes, outcome, aborted)
+}
+
+// logRequest writes the access-log line of a request that began at began
+// and ends now (s.alog.begin was called for it), and counts it in the
+// metrics and the status page's figures.
+func (s *Server) logRequest(began time.Time, client, method, uri string, status int, bytes int64, outcome string, aborted bool) {
+	now := time.Now()
 	bp := lineBufs.Get().(*[]byte)
-	line := appendLogLine((*bp)[:0], time.Now().UTC(), r, status, w.bytes, outcome, d, aborted)
+	line := appendLogLine((*bp)[:0], now.UTC(), client, method, uri, status, bytes, outcome, now.Sub(began), aborted)
 	s.alog.end(line)
 	s.recent.add(string(line))
 	*bp = line
 	lineBufs.Put(bp)
-	s.hits.count(outcome, status, w.bytes)
+	s.hits.count(outcome, status, bytes)
 	s.reqs.counter(outcome, status).Inc()
-	metrics.HTTPBytes.Add(float64(w.bytes))
+	metrics.HTTPBytes.Add(float64(bytes))
 }
 
 // logBuffer batches access-log lines into fewer writes under load: the
@@ -212,14 +219,14 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b 
 
 // appendLogLine appends one access-log line: time, client, method, quoted
 // URL, status, body bytes, outcome, duration in seconds, ABORTED.
-func appendLogLine(b []byte, now time.Time, r *http.Request, status int, bytes int64, outcome string, d time.Duration, aborted bool) []byte {
+func appendLogLine(b []byte, now time.Time, client, method, uri string, status int, bytes int64, outcome string, d time.Duration, aborted bool) []byte {
 	b = now.AppendFormat(b, time.RFC3339)
 	b = append(b, ' ')
-	b = append(b, r.RemoteAddr...)
+	b = append(b, client...)
 	b = append(b, ' ')
-	b = append(b, r.Method...)
+	b = append(b, method...)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, r.RequestURI)
+	b = strconv.AppendQuote(b, uri)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')

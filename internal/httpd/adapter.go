@@ -28,3 +28,13 @@ func (e engine) Distfile(ctx context.Context, name string, origins ...string) (B
 	}
 	return b, out, nil
 }
+
+// CachedDistfile answers the front's question: is distfile name in memory
+// now (see distcache.Cache.CachedDistfile)?
+func (e engine) CachedDistfile(name string) (Body, bool) {
+	b, ok := e.c.CachedDistfile(name)
+	if !ok {
+		return nil, false
+	}
+	return b, true
+}

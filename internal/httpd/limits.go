@@ -43,46 +43,27 @@ func (s *Server) HTTPServer(errLog *log.Logger) *http.Server {
 	}
 }
 
-// Listener wraps ln with the per-client connection limit of Options
-// (MaxConnsPerClient): a connection from an address that already holds
-// that many is answered 503 and closed, without reaching the handler; it
-// counts until closed (kept-alive connections included). Without a limit
-// ln is returned as is.
+// Listener wraps ln for HTTPServer: connections start in the front (see
+// front.go), which answers plain cache hits itself and hands every other
+// request to net/http; and the per-client connection limit of Options
+// (MaxConnsPerClient) applies: a connection from an address that already
+// holds that many is answered 503 and closed, without reaching either; it
+// counts until closed (kept-alive connections included).
 func (s *Server) Listener(ln net.Listener) net.Listener {
-	if s.opt.MaxConnsPerClient <= 0 {
-		return ln
+	var lim *connlimit.PerClient
+	if s.opt.MaxConnsPerClient > 0 {
+		lim = connlimit.New(s.opt.MaxConnsPerClient)
 	}
-	return &limitListener{Listener: ln, lim: connlimit.New(s.opt.MaxConnsPerClient), s: s}
+	return newFrontListener(s, ln, lim)
 }
 
-// limitListener refuses connections beyond the per-client limit.
-type limitListener struct {
-	net.Listener
-	lim *connlimit.PerClient
-	s   *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		release, ok := l.lim.Acquire(c.RemoteAddr())
-		if ok {
-			return &limitedConn{Conn: c, release: release}, nil
-		}
-		go l.refuse(c)
-	}
-}
-
-// refuse answers 503 on a connection over the limit and closes it,
-// bounded in time.
-func (l *limitListener) refuse(c net.Conn) {
+// refuseOverLimit answers 503 on a connection over the per-client limit
+// and closes it, bounded in time.
+func (s *Server) refuseOverLimit(c net.Conn, max int) {
 	defer c.Close()
-	l.s.log.Warn("http client refused: too many connections from its address",
-		"client", c.RemoteAddr().String(), "max", l.lim.Max())
-	msg := fmt.Sprintf("503 service unavailable: max connections per client (%d) reached -- try again later\n", l.lim.Max())
+	s.log.Warn("http client refused: too many connections from its address",
+		"client", c.RemoteAddr().String(), "max", max)
+	msg := fmt.Sprintf("503 service unavailable: max connections per client (%d) reached -- try again later\n", max)
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 		"Content-Length: %d\r\nRetry-After: 5\r\nConnection: close\r\n\r\n%s", len(msg), msg)
@@ -92,15 +73,4 @@ func (l *limitListener) refuse(c net.Conn) {
 		_ = cw.CloseWrite()
 	}
 	_, _ = io.CopyN(io.Discard, c, 64<<10)
-}
-
-// limitedConn gives its slot back when closed.
-type limitedConn struct {
-	net.Conn
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	c.release()
-	return c.Conn.Close()
 }

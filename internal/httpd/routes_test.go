@@ -46,7 +46,7 @@ func startServer(t *testing.T, opt Options) *testEnv {
 		t.Fatal(err)
 	}
 	e.srv = srv
-	e.ts = httptest.NewServer(srv)
+	e.ts = serveFront(t, srv)
 	e.url = e.ts.URL
 	t.Cleanup(func() {
 		e.ts.Close()

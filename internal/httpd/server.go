@@ -160,6 +160,8 @@ type Server struct {
 	hits    hitStats
 	metrics http.Handler // /metrics: the shared registry and the tree age
 	reqs    requestCounters
+	date    atomic.Pointer[dateStamp] // the front's Date header
+	front   atomic.Int64              // answers the front wrote
 }
 
 // New builds a Server from opt. Alias directories are opened here (with

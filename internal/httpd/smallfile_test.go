@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +48,7 @@ func TestSmallFileHitsFromMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := serveFront(t, srv)
 	defer ts.Close()
 
 	do := func(method, u string, hdr ...string) (*http.Response, []byte) {

@@ -131,7 +131,7 @@ func TestNoSpliceWithStockClients(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ts := httptest.NewServer(srv)
+				ts := serveFront(t, srv)
 				defer ts.Close()
 
 				var u string
