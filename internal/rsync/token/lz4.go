@@ -3,8 +3,6 @@ package token
 import (
 	"fmt"
 	"io"
-
-	"github.com/pierrec/lz4/v4"
 )
 
 // lz4Writer writes rsync's "lz4" token stream (protocol 31, rsync
@@ -13,7 +11,8 @@ import (
 // bytes, holding at most maxDataCount bytes of literal data. A piece
 // whose block would exceed the record limit (incompressible data) is
 // split in halves until it fits, as stock rsync's sender does. Matched
-// data does not enter any history. The receiver decodes each record on
+// data does not enter any history. The blocks come from lz4Compressor
+// (lz4block.go). The receiver decodes each record on
 // its own into a buffer of about 32 KiB (LZ4_compressBound(CHUNK_SIZE)),
 // which the at most maxDataCount bytes of one record fit, and it takes
 // a record that decodes to nothing for the end of the file: empty
@@ -21,13 +20,13 @@ import (
 type lz4Writer struct {
 	out  io.Writer
 	runs runCoder
-	c    lz4.Compressor
+	c    lz4Compressor
 	buf  []byte // buf[:2] is room for the record header; the block follows
 	err  error
 }
 
 func newLZ4Writer(out io.Writer) *lz4Writer {
-	return &lz4Writer{out: out, buf: make([]byte, 2+lz4.CompressBlockBound(maxDataCount))}
+	return &lz4Writer{out: out, buf: make([]byte, 2+lz4Bound(maxDataCount))}
 }
 
 // Literal implements Writer.
@@ -54,12 +53,7 @@ func (z *lz4Writer) Literal(p []byte) error {
 // block sends piece (1..maxDataCount bytes) as one record, or as two
 // halves when its compressed form does not fit one record.
 func (z *lz4Writer) block(piece []byte) error {
-	n, err := z.c.CompressBlock(piece, z.buf[2:])
-	if err != nil || n == 0 {
-		// The buffer holds CompressBlockBound(maxDataCount): this does
-		// not happen.
-		return z.fail(fmt.Errorf("token: lz4 compress %d bytes: %v", len(piece), err))
-	}
+	n := z.c.compress(piece, z.buf[2:])
 	if n > maxDataCount {
 		h := len(piece) / 2
 		if err := z.block(piece[:h]); err != nil {
