@@ -254,7 +254,9 @@ func (l *frontListener) setIdle(c *frontConn, idle bool) {
 // handOn gives c to net/http with read (bytes of the connection already
 // read) to be read again first.
 func (l *frontListener) handOn(c *frontConn, read []byte) {
-	c.raw.SetReadDeadline(time.Time{})
+	// net/http sets the deadlines it needs; the front's last ones must
+	// not cut it.
+	c.raw.SetDeadline(time.Time{})
 	hc := &handedConn{Conn: c.raw, replay: append([]byte(nil), read...), release: c.release}
 	select {
 	case l.handoff <- hc:
@@ -541,9 +543,6 @@ func (s *Server) frontAnswer(c *frontConn, req *plainRequest, b Body) bool {
 	c.vec = [2][]byte{}
 	body := max(written-int64(n), 0)
 	aborted := err != nil || body < want
-	if !aborted {
-		c.raw.SetWriteDeadline(time.Time{})
-	}
 	method := http.MethodGet
 	if req.head {
 		method = http.MethodHead
