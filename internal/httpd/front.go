@@ -107,7 +107,7 @@ func (l *frontListener) acceptLoop() {
 		c, err := l.inner.Accept()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() && !l.closing.Load() { //nolint:staticcheck // as net/http
+			if errors.As(err, &ne) && ne.Temporary() && !l.closing.Load() { // (deprecated, but what net/http checks)
 				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 				l.s.log.Warn("http accept failed; retrying", "err", err, "pause", pause)
 				select {
