@@ -361,14 +361,14 @@ func TestFrontShutdown(t *testing.T) {
 // same GET or HEAD of the same target, with one Host and nothing that
 // changes the answer.
 func FuzzParsePlain(f *testing.F) {
-	f.Add([]byte("GET /distfiles/a.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n"))
-	f.Add([]byte("HEAD /distfiles/" + hashDir("a") + "/a HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n"))
-	f.Add([]byte("GET /distfiles/a HTTP/1.1\r\nHost: x\r\nUser-Agent: Wget\r\nContent-Length: 0\r\n\r\n"))
-	f.Add([]byte("GET /distfiles/a HTTP/1.1\r\nHost: x\r\nRange: bytes=1-\r\n\r\n"))
+	// The input is a head without its final empty line (the front only
+	// parses heads it has read up to one).
+	f.Add([]byte("GET /distfiles/a.tar.gz HTTP/1.1\r\nHost: x"))
+	f.Add([]byte("HEAD /distfiles/" + hashDir("a") + "/a HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close"))
+	f.Add([]byte("GET /distfiles/a HTTP/1.1\r\nHost: x\r\nUser-Agent: Wget\r\nContent-Length: 0"))
+	f.Add([]byte("GET /distfiles/a HTTP/1.1\r\nHost: x\r\nRange: bytes=1-"))
 	f.Fuzz(func(t *testing.T, h []byte) {
-		if !bytes.HasSuffix(h, crlf2) {
-			return
-		}
+		h = append(h[:len(h):len(h)], crlf2...)
 		req, ok := parsePlain(h)
 		if !ok {
 			return
