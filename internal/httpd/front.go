@@ -63,12 +63,12 @@ type frontListener struct {
 
 	closing atomic.Bool
 	mu      sync.Mutex
-	idle    map[*frontConn]struct{} // waiting for a request
+	conns   map[*frontConn]struct{} // served by the front now
 }
 
 func newFrontListener(s *Server, ln net.Listener, lim *connlimit.PerClient) *frontListener {
 	return &frontListener{inner: ln, s: s, lim: lim, handoff: make(chan net.Conn),
-		done: make(chan struct{}), idle: map[*frontConn]struct{}{}}
+		done: make(chan struct{}), conns: map[*frontConn]struct{}{}}
 }
 
 // Accept returns the next connection for net/http.
@@ -89,8 +89,12 @@ func (l *frontListener) Close() error {
 	err := l.inner.Close()
 	l.closing.Store(true)
 	l.mu.Lock()
-	for c := range l.idle {
-		c.raw.SetReadDeadline(time.Unix(1, 0))
+	for c := range l.conns {
+		// A connection sets idle before it looks at closing and then
+		// waits: either it sees closing, or this wakes its read.
+		if c.idle.Load() {
+			c.raw.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 	l.mu.Unlock()
 	return err
@@ -144,6 +148,7 @@ type frontConn struct {
 	release func() // the per-client slot
 	client  netip.Addr
 	vec     [2][]byte
+	idle    atomic.Bool // waiting for a request (Close wakes it)
 }
 
 // serve runs the front's request loop on c until the connection ends or
@@ -153,7 +158,9 @@ func (l *frontListener) serve(c *frontConn) {
 	bp := frontBufs.Get().(*[]byte)
 	buf := *bp
 	handed := false
+	l.track(c, true)
 	defer func() {
+		l.track(c, false)
 		frontBufs.Put(bp)
 		if !handed {
 			c.raw.Close()
@@ -190,9 +197,8 @@ func (l *frontListener) serve(c *frontConn) {
 					c.raw.SetReadDeadline(headDeadline)
 				}
 			case end == start:
-				l.setIdle(c, true)
+				c.idle.Store(true)
 				if l.closing.Load() {
-					l.setIdle(c, false)
 					return
 				}
 				c.raw.SetReadDeadline(time.Now().Add(s.opt.IdleTimeout))
@@ -201,9 +207,7 @@ func (l *frontListener) serve(c *frontConn) {
 				c.raw.SetReadDeadline(headDeadline)
 			}
 			n, err := c.raw.Read(buf[end:])
-			if end == start {
-				l.setIdle(c, false)
-			}
+			c.idle.Store(false)
 			end += n
 			if err != nil {
 				if end > start && !isTimeout(err) {
@@ -240,13 +244,13 @@ func (l *frontListener) serve(c *frontConn) {
 	}
 }
 
-// setIdle records whether c waits for a request (Close ends those).
-func (l *frontListener) setIdle(c *frontConn, idle bool) {
+// track records c as served by the front (add) or not any more.
+func (l *frontListener) track(c *frontConn, add bool) {
 	l.mu.Lock()
-	if idle {
-		l.idle[c] = struct{}{}
+	if add {
+		l.conns[c] = struct{}{}
 	} else {
-		delete(l.idle, c)
+		delete(l.conns, c)
 	}
 	l.mu.Unlock()
 }
