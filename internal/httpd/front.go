@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -435,20 +436,7 @@ func meaningful(key []byte) bool {
 }
 
 // validFieldName: a token (RFC 9110 tchar).
-func validFieldName(k []byte) bool {
-	if len(k) == 0 {
-		return false
-	}
-	for _, ch := range k {
-		switch {
-		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9':
-		case bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), ch) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validFieldName(k []byte) bool { return alnumOr(k, "!#$%&'*+-.^_`|~") }
 
 // validFieldValue: no control characters but tab, no obs-text.
 func validFieldValue(v []byte) bool {
@@ -461,14 +449,18 @@ func validFieldValue(v []byte) bool {
 }
 
 // validHost: a host name, IPv4 or bracketed IPv6 address, and port.
-func validHost(v []byte) bool {
+func validHost(v []byte) bool { return alnumOr(v, ".-:[]_") }
+
+// alnumOr reports whether v is not empty and holds only ASCII letters,
+// digits and bytes of extra.
+func alnumOr(v []byte, extra string) bool {
 	if len(v) == 0 {
 		return false
 	}
 	for _, ch := range v {
 		switch {
 		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9':
-		case ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']' || ch == '_':
+		case strings.IndexByte(extra, ch) >= 0:
 		default:
 			return false
 		}

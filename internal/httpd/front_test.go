@@ -44,31 +44,15 @@ type frontEnv struct {
 
 func newFrontEnv(t *testing.T, opt Options) *frontEnv {
 	t.Helper()
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "distfiles"), 0o755)
 	e := &frontEnv{files: map[string][]byte{
 		"small.tar.gz":    testData(40<<10, 5),
 		"patch-1.2.patch": testData(700, 6),
 		"empty.txt":       {},
 	}, access: &testutil.Buffer{}}
-	mod := time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC)
-	for n, d := range e.files {
-		p := filepath.Join(dir, "distfiles", n)
-		os.WriteFile(p, d, 0o644)
-		os.Chtimes(p, mod, mod)
-	}
-	st, err := distcache.OpenStore(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	c, err := distcache.New(distcache.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c, _ := cacheOf(t, e.files, time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC))
 	opt.Cache = FromDistcache(c)
 	opt.AccessLog = e.access
+	var err error
 	if e.srv, err = New(opt); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +74,30 @@ func newFrontEnv(t *testing.T, opt Options) *frontEnv {
 		resp.Body.Close()
 	}
 	return e
+}
+
+// cacheOf returns a cache engine on a new store holding files as cached
+// distfiles, modified at mod; both are closed when t ends.
+func cacheOf(t *testing.T, files map[string][]byte, mod time.Time) (*distcache.Cache, *distcache.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "distfiles"), 0o755)
+	for n, d := range files {
+		p := filepath.Join(dir, "distfiles", n)
+		os.WriteFile(p, d, 0o644)
+		os.Chtimes(p, mod, mod)
+	}
+	st, err := distcache.OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := distcache.New(distcache.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, st
 }
 
 // exchange sends raw (one or more requests) on a new connection to ts,

@@ -21,28 +21,11 @@ import (
 // HEAD without a body, 304 for If-Modified-Since, If-Range with the ETag;
 // and stock curl downloads both byte for byte.
 func TestSmallFileHitsFromMemory(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "distfiles"), 0o755)
 	files := map[string][]byte{
 		"small.tar.gz": testData(40<<10, 3),
 		"large.tar.gz": testData(distcache.DefaultSmallFileMax+5000, 4),
 	}
-	mod := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
-	for n, d := range files {
-		p := filepath.Join(dir, "distfiles", n)
-		os.WriteFile(p, d, 0o644)
-		os.Chtimes(p, mod, mod)
-	}
-	st, err := distcache.OpenStore(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := distcache.New(distcache.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, st := cacheOf(t, files, time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC))
 	access := &testutil.Buffer{}
 	srv, err := New(Options{Cache: FromDistcache(c), AccessLog: access})
 	if err != nil {
