@@ -2,6 +2,7 @@ package sender
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -43,5 +44,135 @@ func TestOpenerFifo(t *testing.T) {
 			w.Close()
 		}
 		t.Fatal("opening a fifo blocked")
+	}
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("listing descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+// TestOpenerOrderAndDescriptors: each path gets its own file whatever
+// the order of the paths (directories changing, coming back, nested, at
+// the top: the file list's order, and out of it), so any per-directory
+// state in the opener must follow; symlinks inside the module leaving
+// their directory are served (through the Root if need be), those
+// leaving the module are refused; opening holds no descriptor per file
+// and none is left after close.
+func TestOpenerOrderAndDescriptors(t *testing.T) {
+	base := t.TempDir()
+	mod := filepath.Join(base, "mod")
+	if err := os.WriteFile(filepath.Join(base, "secret"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"a/x": "ax", "a/y": "ay", "a/w": "aw", "b/z": "bz", "b/c/v": "bcv",
+		"top": "top", "b/x": "bx",
+	}
+	for p, data := range files {
+		full := filepath.Join(mod, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, target := range map[string]string{
+		"a/sib":    "../b/z",       // inside the module, outside a/
+		"a/deep":   "../b/c/v",     // same, two levels
+		"b/c/up":   "../../a/x",    // same, back to a cached sibling
+		"a/out":    "../../secret", // outside the module
+		"b/abs":    filepath.Join(base, "secret"),
+		"b/c/loop": "loop",
+	} {
+		if err := os.Symlink(target, filepath.Join(mod, filepath.FromSlash(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+
+	before := openFDs(t)
+	o := newOpener(root)
+	if _, err := readAll(t, o, "a/x"); err != nil {
+		t.Fatal(err)
+	}
+	held := openFDs(t) // the opener's own descriptors, after one open
+	order := []struct{ path, want string }{
+		{"a/x", "ax"}, {"a/y", "ay"}, {"b/z", "bz"}, {"a/w", "aw"}, // out of order
+		{"a/sib", "bz"}, {"a/x", "ax"}, {"a/deep", "bcv"}, {"b/c/v", "bcv"},
+		{"b/c/up", "ax"}, {"b/c/v", "bcv"}, {"top", "top"}, {"a/y", "ay"},
+		{"b/x", "bx"}, {"b/z", "bz"}, {"b/c/v", "bcv"}, {"b/x", "bx"},
+		{"a/../b/x", "bx"}, {"a//y", "ay"}, {"top", "top"},
+	}
+	for _, tc := range order {
+		got, err := readAll(t, o, tc.path)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: read %q, %v; want %q", tc.path, got, err, tc.want)
+		}
+	}
+	for _, p := range []string{"a/out", "b/abs", "a/../../secret", "b/c/../../../secret"} {
+		if got, err := readAll(t, o, p); err == nil {
+			t.Errorf("%s: read %q, want an error (outside the module)", p, got)
+		}
+		// The cache still serves the right files afterwards.
+		if got, err := readAll(t, o, "a/w"); err != nil || string(got) != "aw" {
+			t.Errorf("a/w after %s: read %q, %v", p, got, err)
+		}
+	}
+	if _, err := readAll(t, o, "b/c/loop"); err == nil {
+		t.Error("b/c/loop: a symlink loop opened")
+	}
+	if _, err := readAll(t, o, "a/missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a/missing: %v, want not-exist", err)
+	}
+	if _, err := readAll(t, o, "nodir/x"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("nodir/x: %v, want not-exist", err)
+	}
+	if _, err := readAll(t, o, "b/c"); !errors.Is(err, errNotRegular) {
+		t.Errorf("b/c: %v, want %v", err, errNotRegular)
+	}
+
+	// A directory replaced by another between two of its files: the
+	// cached descriptor still names the directory opened first (as a
+	// chdir would), and the next directory change picks up the new one.
+	if err := os.Rename(filepath.Join(mod, "a"), filepath.Join(mod, "a.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(mod, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mod, "a", "x"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAll(t, o, "b/x"); err != nil || string(got) != "bx" {
+		t.Errorf("b/x: read %q, %v", got, err)
+	}
+	if got, err := readAll(t, o, "a/x"); err != nil || string(got) != "new" {
+		t.Errorf("a/x after replacing a: read %q, %v; want %q", got, err, "new")
+	}
+
+	if n := openFDs(t); n != held {
+		t.Errorf("%d descriptors open after all the opens, want %d as after the first", n, held)
+	}
+	o.close()
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after close, want %d as before", n, before)
+	}
+	// After close, opens go through the Root and still work.
+	if got, err := readAll(t, o, "b/c/v"); err != nil || string(got) != "bcv" {
+		t.Errorf("b/c/v after close: read %q, %v", got, err)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after a Root open, want %d", n, before)
 	}
 }
