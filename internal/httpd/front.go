@@ -519,6 +519,7 @@ func (s *Server) cachedHit(name string) (Body, bool) {
 func (s *Server) frontAnswer(c *frontConn, req *plainRequest, b Body) bool {
 	defer b.Close()
 	began := time.Now()
+	s.front.Add(1) // (before the answer: a test reads it once it has the answer)
 	s.alog.begin()
 	data, _ := inMemory(b)
 	hp := headBufs.Get().(*[]byte)
@@ -543,7 +544,6 @@ func (s *Server) frontAnswer(c *frontConn, req *plainRequest, b Body) bool {
 	if req.head {
 		method = http.MethodHead
 	}
-	s.front.Add(1)
 	s.logRequest(began, c.raw.RemoteAddr().String(), method, req.target, http.StatusOK, body,
 		string(distcache.Hit), aborted)
 	return !aborted

@@ -161,7 +161,7 @@ type Server struct {
 	metrics http.Handler // /metrics: the shared registry and the tree age
 	reqs    requestCounters
 	date    atomic.Pointer[dateStamp] // the front's Date header
-	front   atomic.Int64              // answers the front wrote
+	front   atomic.Int64              // requests the front answered itself
 }
 
 // New builds a Server from opt. Alias directories are opened here (with
