@@ -47,22 +47,13 @@ func TestOpenerConfined(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mod, "empty"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for name, target := range map[string]string{
+	root := linkedRoot(t, mod, map[string]string{
 		"a/in":     "b/f.ebuild",
 		"a/up":     "../empty",
 		"a/abs":    secret,
 		"a/escape": "../../secret",
 		"a/b/dir":  "..",
-	} {
-		if err := os.Symlink(target, filepath.Join(mod, filepath.FromSlash(name))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := os.OpenRoot(mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	})
 	o := newOpener(root)
 	defer o.close()
 
@@ -223,4 +214,21 @@ func BenchmarkSendOne(b *testing.B) {
 			}
 		})
 	}
+}
+
+// linkedRoot makes the symlinks (module-relative name: target) in the
+// module directory mod and opens it as a Root, closed when t ends.
+func linkedRoot(t *testing.T, mod string, links map[string]string) *os.Root {
+	t.Helper()
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(mod, filepath.FromSlash(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root
 }
