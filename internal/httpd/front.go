@@ -147,6 +147,7 @@ type frontConn struct {
 	l       *frontListener
 	raw     net.Conn
 	release func() // the per-client slot
+	remote  string // the client's address, for the access log
 	client  netip.Addr
 	vec     [2][]byte
 	idle    atomic.Bool // waiting for a request (Close wakes it)
@@ -168,7 +169,8 @@ func (l *frontListener) serve(c *frontConn) {
 			c.release()
 		}
 	}()
-	c.client, _ = acl.AddrOf(c.raw.RemoteAddr().String())
+	c.remote = c.raw.RemoteAddr().String()
+	c.client, _ = acl.AddrOf(c.remote)
 
 	start, end := 0, 0 // buf[start:end] holds bytes read and not yet used
 	first := true
@@ -544,7 +546,7 @@ func (s *Server) frontAnswer(c *frontConn, req *plainRequest, b Body) bool {
 	if req.head {
 		method = http.MethodHead
 	}
-	s.logRequest(began, c.raw.RemoteAddr().String(), method, req.target, http.StatusOK, body,
+	s.logRequest(began, c.remote, method, req.target, http.StatusOK, body,
 		string(distcache.Hit), aborted)
 	return !aborted
 }
