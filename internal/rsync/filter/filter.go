@@ -18,6 +18,12 @@ type Rule struct {
 	DirOnly bool   // pattern ended in "/"
 	re      *regexp.Regexp
 	full    bool // matched against the whole path, not the last component
+	// lit is the pattern when it has no wildcard or escape (the common
+	// case, such as Portage's --exclude=/distfiles): it then matches by
+	// comparing strings, as re would, without running re.
+	lit    string
+	isLit  bool
+	anyDir bool // an unanchored pattern with a slash: it may match below any directory
 }
 
 // Rules is an ordered rule list; the first matching rule decides.
@@ -95,6 +101,10 @@ func (r *Rules) add(s string, protocol int) error {
 		pat = strings.TrimPrefix(pat, "/")
 	}
 	rule.full = anchored || strings.Contains(pat, "/") || strings.Contains(pat, "**")
+	rule.anyDir = rule.full && !anchored
+	if isPlain(pat) {
+		rule.lit, rule.isLit = pat, true
+	}
 	expr, err := globToRegexp(pat)
 	if err != nil {
 		return err
@@ -207,11 +217,38 @@ func (r *Rules) Excluded(name string, isDir bool) bool {
 		if ru.full {
 			subject = name
 		}
-		if ru.re.MatchString(subject) {
+		if ru.matches(subject) {
 			return !ru.Include
 		}
 	}
 	return false
+}
+
+// isPlain tells whether pattern p matches only itself: ASCII without
+// wildcards or escapes (non-ASCII is left to the regexp, which reads
+// names as UTF-8).
+func isPlain(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= 0x80, c == '*', c == '?', c == '[', c == '\\':
+			return false
+		}
+	}
+	return true
+}
+
+// matches tells whether the rule's pattern matches subject (the whole
+// path or the last component, as the rule wants).
+func (ru *Rule) matches(subject string) bool {
+	if !ru.isLit {
+		return ru.re.MatchString(subject)
+	}
+	if subject == ru.lit {
+		return true
+	}
+	// "(?:^|/)" in the expression of such a pattern.
+	return ru.anyDir && strings.HasSuffix(subject, ru.lit) &&
+		len(subject) > len(ru.lit) && subject[len(subject)-len(ru.lit)-1] == '/'
 }
 
 // Len returns the number of active rules.

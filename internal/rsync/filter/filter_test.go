@@ -1,6 +1,9 @@
 package filter
 
-import "testing"
+import (
+	"path"
+	"testing"
+)
 
 func TestPortageExcludes(t *testing.T) {
 	for _, proto := range []int{27, 28, 29, 30, 31} {
@@ -91,6 +94,44 @@ func TestClearAndErrors(t *testing.T) {
 	}
 }
 
+// TestPlainPatterns checks that patterns without wildcards match by
+// string comparison (Portage's excludes are such) exactly as their
+// regular expressions do.
+func TestPlainPatterns(t *testing.T) {
+	rules := []string{"- /distfiles", "- /local", "- /.git", "- distfiles", "- a/b", "- /a/b/",
+		"- metadata/md5-cache", "+ Manifest", "- /", "- x.y", "- é", "- a*b", "- \\*"}
+	names := []string{"distfiles", "a/distfiles", "distfiles/x", "local", ".git", "a/b", "x/a/b",
+		"xa/b", "a/b/c", "metadata/md5-cache", "gentoo/metadata/md5-cache", "Manifest",
+		"dev-lang/go/Manifest", "", "x.y", "xxy", "é", "aXb", "*", "a"}
+	plain := map[string]bool{"- /distfiles": true, "- a/b": true, "+ Manifest": true, "- é": false, "- a*b": false, "- \\*": false}
+	for _, rule := range rules {
+		r, err := Parse([]string{rule}, 31)
+		if err != nil {
+			t.Fatalf("%q: %v", rule, err)
+		}
+		ru := &r.list[0]
+		if want, ok := plain[rule]; ok && ru.isLit != want {
+			t.Errorf("%q: plain %v, want %v", rule, ru.isLit, want)
+		}
+		for _, name := range names {
+			for _, subject := range []string{name, path.Base(name)} {
+				if got, want := ru.matches(subject), ru.re.MatchString(subject); got != want {
+					t.Errorf("rule %q on %q: matches %v, regexp %v", rule, subject, got, want)
+				}
+			}
+		}
+	}
+	r, err := Parse([]string{"- /distfiles", "- /local", "- /packages", "- /.git"}, 31)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"distfiles": true, "local": true, "a/distfiles": false, "distfilesx": false, "dev-lang": false} {
+		if got := r.Excluded(name, true); got != want {
+			t.Errorf("Portage excludes on %q: %v, want %v", name, got, want)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"- /distfiles", "+ *.c", "- **/[a-z]?x/", "!", "/x", "H [!ab]", "- a/***"} {
 		f.Add(s, "a/b/c.c")
@@ -102,5 +143,14 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = r.Excluded(name, false)
 		_ = r.Excluded(name, true)
+		// A plain pattern's string comparison must agree with its regexp.
+		for i := range r.list {
+			ru := &r.list[i]
+			for _, subject := range []string{name, path.Base(name)} {
+				if got, want := ru.matches(subject), ru.re.MatchString(subject); got != want {
+					t.Fatalf("rule %q on %q: matches %v, regexp %v", rule, subject, got, want)
+				}
+			}
+		}
 	})
 }
