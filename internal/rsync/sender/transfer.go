@@ -6,10 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 
 	"github.com/lanmirror/lanmirror/internal/rsync/token"
 	"github.com/lanmirror/lanmirror/internal/rsync/wire"
 )
+
+// yieldEvery is how many files the transfer loop sends between two
+// yields to the scheduler. A session sending small files makes about
+// four system calls per file and, while the client keeps up, never
+// blocks: to the runtime it is one goroutine running for seconds. Its
+// monitor thread then preempts it every 10 ms, takes its P away when it
+// finds it in a system call (the goroutine then resumes on another
+// thread) and goes back to polling every 20 µs. On an initial sync of
+// the Gentoo tree that cost about 6% of the server's CPU; yielding every
+// 32 files (well under a millisecond) halves it, at the price of a
+// Gosched call.
+const yieldEvery = 32
 
 // sendFiles is the sender's transfer loop: it answers the receiver's
 // requests until the last phase ends (sender.c send_files).
@@ -79,6 +92,9 @@ func (s *session) sendFiles(ctx context.Context) error {
 			return err
 		}
 		s.st.Files++
+		if s.st.Files%yieldEvery == 0 {
+			runtime.Gosched()
+		}
 	}
 	if s.ioError != savedIOErr && proto >= 30 {
 		if err := s.out.WriteMsg(wire.MsgIOError, le32(s.ioError)); err != nil {
