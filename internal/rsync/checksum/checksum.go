@@ -127,13 +127,14 @@ func seedBytes(seed int32) []byte {
 // seed: sign extension).
 func xxhSeed(seed int32) uint64 { return uint64(int64(seed)) }
 
-func le64(v uint64) []byte {
-	return binary.LittleEndian.AppendUint64(make([]byte, 0, 16), v)
-}
+func le64(v uint64) []byte { return appendLE64(make([]byte, 0, 16), v) }
 
-func le128(v xxh3.Uint128) []byte {
-	b := le64(v.Lo)
-	return binary.LittleEndian.AppendUint64(b, v.Hi)
+func le128(v xxh3.Uint128) []byte { return appendLE128(make([]byte, 0, 16), v) }
+
+func appendLE64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }
+
+func appendLE128(b []byte, v xxh3.Uint128) []byte {
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(b, v.Lo), v.Hi)
 }
 
 // Block returns the strong checksum of one block as the receiver computes
@@ -195,11 +196,11 @@ func (s Strong) NewList() hash.Hash {
 	case MD5:
 		return md5.New()
 	case XXH64:
-		return &leHash{Hash: xxhash.New(), size: 8, sum: func(h hash.Hash) []byte { return le64(h.(*xxhash.Digest).Sum64()) }}
+		return &leHash{Hash: xxhash.New(), size: 8, sum: func(h hash.Hash, b []byte) []byte { return appendLE64(b, h.(*xxhash.Digest).Sum64()) }}
 	case XXH3:
-		return &leHash{Hash: xxh3.New(), size: 8, sum: func(h hash.Hash) []byte { return le64(h.(*xxh3.Hasher).Sum64()) }}
+		return &leHash{Hash: xxh3.New(), size: 8, sum: func(h hash.Hash, b []byte) []byte { return appendLE64(b, h.(*xxh3.Hasher).Sum64()) }}
 	case XXH128:
-		return &leHash{Hash: xxh3.New(), size: 16, sum: func(h hash.Hash) []byte { return le128(h.(*xxh3.Hasher).Sum128()) }}
+		return &leHash{Hash: xxh3.New(), size: 16, sum: func(h hash.Hash, b []byte) []byte { return appendLE128(b, h.(*xxh3.Hasher).Sum128()) }}
 	}
 	return md4.New()
 }
@@ -208,11 +209,11 @@ func (s Strong) NewList() hash.Hash {
 type leHash struct {
 	hash.Hash
 	size int
-	sum  func(hash.Hash) []byte
+	sum  func(h hash.Hash, b []byte) []byte // appends h's digest to b
 }
 
 // Sum appends the little-endian digest to b.
-func (l *leHash) Sum(b []byte) []byte { return append(b, l.sum(l.Hash)...) }
+func (l *leHash) Sum(b []byte) []byte { return l.sum(l.Hash, b) }
 
 // Size returns the digest length.
 func (l *leHash) Size() int { return l.size }

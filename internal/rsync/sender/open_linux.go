@@ -4,6 +4,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +22,7 @@ type opener struct {
 	root  *os.Root
 	dir   *os.File // the module root directory; nil: Root only
 	dirfd int      // dir's descriptor
+	cpath []byte   // the path being opened, NUL-terminated (reused)
 }
 
 func newOpener(root *os.Root) *opener {
@@ -39,7 +43,7 @@ func (o *opener) open(path string, f *srcFile) error {
 		var fd int
 		var err error
 		for {
-			fd, err = unix.Openat2(o.dirfd, path, &how)
+			fd, err = o.openat2(path, &how)
 			if !errors.Is(err, unix.EINTR) {
 				break
 			}
@@ -64,6 +68,22 @@ func (o *opener) open(path string, f *srcFile) error {
 		}
 	}
 	return openRoot(o.root, path, f)
+}
+
+// openat2 is unix.Openat2 relative to the root, without its allocation
+// of a NUL-terminated copy of path for every call: the copy is kept in
+// o.cpath from call to call.
+func (o *opener) openat2(path string, how *unix.OpenHow) (int, error) {
+	if strings.IndexByte(path, 0) >= 0 {
+		return -1, unix.EINVAL // (as unix.Openat2 answers)
+	}
+	o.cpath = append(append(o.cpath[:0], path...), 0)
+	fd, _, errno := syscall.Syscall6(unix.SYS_OPENAT2, uintptr(o.dirfd), uintptr(unsafe.Pointer(&o.cpath[0])),
+		uintptr(unsafe.Pointer(how)), unsafe.Sizeof(*how), 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
 }
 
 // close releases the root descriptor.

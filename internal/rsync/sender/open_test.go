@@ -192,7 +192,7 @@ func BenchmarkSendOne(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer root.Close()
-	for _, comp := range []string{"", "zstd", "zlib"} {
+	for _, comp := range []string{"", "lz4", "zstd", "zlib"} {
 		name := comp
 		if name == "" {
 			name = "none"

@@ -16,6 +16,7 @@ type NdxCodec struct {
 	Protocol int
 	prevPos  int32
 	prevNeg  int32
+	scratch  [8]byte // Write's buffer (a local one would escape to the heap)
 }
 
 // NewNdxCodec returns a codec in its initial state.
@@ -53,8 +54,7 @@ func (c *NdxCodec) Append(dst []byte, ndx int32) []byte {
 
 // Write writes ndx to w.
 func (c *NdxCodec) Write(w io.Writer, ndx int32) error {
-	var b [8]byte
-	_, err := w.Write(c.Append(b[:0], ndx))
+	_, err := w.Write(c.Append(c.scratch[:0], ndx))
 	return err
 }
 
