@@ -140,7 +140,12 @@ func (c *lz4Compressor) compress(src, dst []byte) int {
 }
 
 // lz4Common returns how many bytes src[a:] and src[b:] (b < a) have in
-// common, counting no further than src[:end].
+// common, counting no further than src[:end]. It is not inlined: inside
+// compress its loop had to reload spilled registers on every word, and
+// alone it runs in registers (compress about 4% faster, measured with
+// BenchmarkLZ4Block's user CPU time).
+//
+//go:noinline
 func lz4Common(src []byte, a, b, end int) int {
 	n := 0
 	for a+n+8 <= end {
