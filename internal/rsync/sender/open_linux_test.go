@@ -1,10 +1,13 @@
 package sender
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -165,5 +168,125 @@ func TestOpenerOrderAndDescriptors(t *testing.T) {
 	}
 	if n := openFDs(t); n != before {
 		t.Errorf("%d descriptors open after a Root open, want %d", n, before)
+	}
+}
+
+// readListed opens path with o.openListed (size as in the file list)
+// and returns its contents.
+func readListed(t *testing.T, o *opener, path string, size int64) ([]byte, error) {
+	t.Helper()
+	var f srcFile
+	if err := o.openListed(path, size, &f); err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(&f)
+}
+
+// TestOpenerListed: a file opened with its listed size reads as it is on
+// disk whether the list is right or not (grown, shrunk, emptied, bigger
+// than the whole-read buffer); a small file whose size matches holds no
+// descriptor once opened; fifos (with or without a writer) and
+// directories are refused as not regular without blocking; missing
+// files and symlinks leaving the module are refused as by open.
+func TestOpenerListed(t *testing.T) {
+	base := t.TempDir()
+	mod := filepath.Join(base, "mod")
+	if err := os.WriteFile(filepath.Join(base, "secret"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), smallMax/16+100)
+	files := map[string][]byte{
+		"a/f": []byte("ebuild text"), "a/empty": nil, "a/big": big,
+		"a/edge": bytes.Repeat([]byte("x"), smallMax), "a/d/x": []byte("x"),
+	}
+	for p, data := range files {
+		full := filepath.Join(mod, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"fifo", "wfifo"} {
+		if err := syscall.Mkfifo(filepath.Join(mod, "a", name), 0o644); err != nil {
+			t.Fatalf("mkfifo: %v", err)
+		}
+	}
+	root := linkedRoot(t, mod, map[string]string{"a/out": "../../secret", "a/in": "f"})
+	o := newOpener(root)
+	defer o.close()
+
+	for _, tc := range []struct {
+		path string
+		size int64 // as listed
+	}{
+		{"a/f", 11}, {"a/f", 5}, {"a/f", 40}, {"a/f", 0}, {"a/f", -1},
+		{"a/empty", 0}, {"a/empty", 3}, {"a/big", int64(len(big))}, {"a/big", 10},
+		{"a/edge", smallMax}, {"a/edge", smallMax - 1}, {"a/in", 11},
+	} {
+		got, err := readListed(t, o, tc.path, tc.size)
+		want := files[strings.Replace(tc.path, "a/in", "a/f", 1)]
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s listed as %d bytes: read %d bytes, %v; want %d", tc.path, tc.size, len(got), err, len(want))
+		}
+	}
+
+	// A small file read whole holds no descriptor once opened, and its
+	// contents stay as they were at open.
+	before := openFDs(t)
+	var f srcFile
+	if err := o.openListed("a/f", 11, &f); err != nil {
+		t.Fatal(err)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open with a small file open, want %d", n, before)
+	}
+	if err := os.Truncate(filepath.Join(mod, "a", "f"), 2); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(&f)
+	f.Close()
+	if err != nil || string(got) != "ebuild text" {
+		t.Errorf("small file truncated after open: read %q, %v; want its contents at open", got, err)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after close, want %d", n, before)
+	}
+
+	// A fifo with a writer: the non-blocking read finds nothing yet.
+	w, err := os.OpenFile(filepath.Join(mod, "a", "wfifo"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, tc := range []struct {
+		path string
+		size int64
+	}{{"a/fifo", 10}, {"a/fifo", 0}, {"a/wfifo", 10}, {"a/wfifo", 0}, {"a/d", 10}, {"a/d", 0}} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := readListed(t, o, tc.path, tc.size)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errNotRegular) {
+				t.Errorf("%s listed as %d bytes: %v, want %v", tc.path, tc.size, err, errNotRegular)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s listed as %d bytes: open blocked", tc.path, tc.size)
+		}
+	}
+	w.Close()
+	if _, err := readListed(t, o, "a/missing", 3); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a/missing: %v, want not-exist", err)
+	}
+	if got, err := readListed(t, o, "a/out", 7); err == nil {
+		t.Errorf("a/out: read %q, want an error (outside the module)", got)
+	}
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open at the end, want %d", n, before)
 	}
 }

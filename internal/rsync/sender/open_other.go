@@ -17,6 +17,9 @@ func newOpener(root *os.Root) *opener { return &opener{root: root} }
 // open opens the regular file at path (module-relative) into f.
 func (o *opener) open(path string, f *srcFile) error { return openRoot(o.root, path, f) }
 
+// openListed is open (the file list's size is not used here).
+func (o *opener) openListed(path string, _ int64, f *srcFile) error { return o.open(path, f) }
+
 // close releases nothing.
 func (o *opener) close() {}
 

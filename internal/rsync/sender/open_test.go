@@ -205,7 +205,7 @@ func BenchmarkSendOne(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				k := i % len(paths)
 				q := request{Ndx: int32(k), IFlags: itemTransfer}
-				if err := s.sendOne(codec, q, paths[k], paths[k], sumHead{}, nil, false); err != nil {
+				if err := s.sendOne(codec, q, paths[k], paths[k], 1500, sumHead{}, nil, false); err != nil {
 					b.Fatal(err)
 				}
 			}
