@@ -104,6 +104,9 @@ func readSums(r io.Reader, maxStrong int) (sumHead, []blockSum, error) {
 	if h.Remainder < 0 || h.Remainder > h.BlockLen {
 		return h, nil, fmt.Errorf("invalid remainder %d", h.Remainder)
 	}
+	if h.Count == 0 {
+		return h, nil, nil // (a whole-file transfer: no buffer needed)
+	}
 	// Grow as data actually arrives instead of trusting Count up front;
 	// strong sums share chunked backing arrays.
 	const chunk = 4096

@@ -15,6 +15,43 @@ var ErrOverflow = errors.New("rsync wire: integer or length overflow")
 // MaxVstring is the longest string WriteVstring can encode (15 bits of length).
 const MaxVstring = 0x7FFF
 
+// readFull is io.ReadFull for the package's small fixed-size reads. From
+// an io.ByteReader (MuxReader, bufio.Reader) it reads byte by byte, so
+// that b never reaches an interface call and a caller's array stays on
+// its stack (a session reads several integers per file); from another
+// reader it reads through a temporary buffer.
+func readFull(r io.Reader, b []byte) error {
+	if br, ok := r.(io.ByteReader); ok {
+		for i := range b {
+			c, err := br.ReadByte()
+			if err != nil {
+				if i > 0 && err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			b[i] = c
+		}
+		return nil
+	}
+	tmp := make([]byte, len(b))
+	n, err := io.ReadFull(r, tmp)
+	copy(b, tmp[:n])
+	return err
+}
+
+// appender is a buffered writer whose free buffer can be appended to
+// (bufio.Writer): the integer writers encode into it, where a buffer of
+// their own would escape to the heap through the io.Writer call.
+type appender interface {
+	AvailableBuffer() []byte
+}
+
+func writeAppended(w io.Writer, b []byte) error {
+	_, err := w.Write(b)
+	return err
+}
+
 // WriteByte writes a single byte.
 func WriteByte(w io.Writer, b byte) error {
 	_, err := w.Write([]byte{b})
@@ -24,7 +61,7 @@ func WriteByte(w io.Writer, b byte) error {
 // ReadByte reads a single byte.
 func ReadByte(r io.Reader) (byte, error) {
 	var b [1]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	if err := readFull(r, b[:]); err != nil {
 		return 0, err
 	}
 	return b[0], nil
@@ -32,6 +69,9 @@ func ReadByte(r io.Reader) (byte, error) {
 
 // WriteUint16 writes a little-endian 16-bit integer (rsync's "shortint").
 func WriteUint16(w io.Writer, v uint16) error {
+	if aw, ok := w.(appender); ok {
+		return writeAppended(w, binary.LittleEndian.AppendUint16(aw.AvailableBuffer(), v))
+	}
 	var b [2]byte
 	binary.LittleEndian.PutUint16(b[:], v)
 	_, err := w.Write(b[:])
@@ -41,7 +81,7 @@ func WriteUint16(w io.Writer, v uint16) error {
 // ReadUint16 reads a little-endian 16-bit integer.
 func ReadUint16(r io.Reader) (uint16, error) {
 	var b [2]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	if err := readFull(r, b[:]); err != nil {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint16(b[:]), nil
@@ -49,6 +89,9 @@ func ReadUint16(r io.Reader) (uint16, error) {
 
 // WriteInt32 writes a little-endian 32-bit integer.
 func WriteInt32(w io.Writer, v int32) error {
+	if aw, ok := w.(appender); ok {
+		return writeAppended(w, binary.LittleEndian.AppendUint32(aw.AvailableBuffer(), uint32(v)))
+	}
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], uint32(v))
 	_, err := w.Write(b[:])
@@ -58,7 +101,7 @@ func WriteInt32(w io.Writer, v int32) error {
 // ReadInt32 reads a little-endian 32-bit integer.
 func ReadInt32(r io.Reader) (int32, error) {
 	var b [4]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	if err := readFull(r, b[:]); err != nil {
 		return 0, err
 	}
 	return int32(binary.LittleEndian.Uint32(b[:])), nil
@@ -88,7 +131,7 @@ func ReadLongint(r io.Reader) (int64, error) {
 		return int64(v), nil
 	}
 	var b [8]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	if err := readFull(r, b[:]); err != nil {
 		return 0, fmt.Errorf("reading long int: %w", noEOF(err))
 	}
 	return int64(binary.LittleEndian.Uint64(b[:])), nil
@@ -157,7 +200,7 @@ func leadExtra(b byte) int {
 // number of value bytes (4 for varint, 8 for varlong).
 func decodeVar(r io.Reader, minBytes, maxBytes int) (uint64, error) {
 	var buf [9]byte
-	if _, err := io.ReadFull(r, buf[:minBytes]); err != nil {
+	if err := readFull(r, buf[:minBytes]); err != nil {
 		return 0, err
 	}
 	lead := buf[0]
@@ -169,7 +212,7 @@ func decodeVar(r io.Reader, minBytes, maxBytes int) (uint64, error) {
 	copy(le[:], buf[1:minBytes])
 	low := minBytes - 1
 	if extra > 0 {
-		if _, err := io.ReadFull(r, le[low:low+extra]); err != nil {
+		if err := readFull(r, le[low:low+extra]); err != nil {
 			return 0, noEOF(err)
 		}
 	}
@@ -182,6 +225,9 @@ func decodeVar(r io.Reader, minBytes, maxBytes int) (uint64, error) {
 
 // WriteVarint writes a 32-bit integer in rsync's varint form (1 to 5 bytes).
 func WriteVarint(w io.Writer, v int32) error {
+	if aw, ok := w.(appender); ok {
+		return writeAppended(w, AppendVarint(aw.AvailableBuffer(), v))
+	}
 	var b [9]byte
 	_, err := w.Write(encodeVar(b[:0], uint64(uint32(v)), 4, 1))
 	return err
@@ -206,6 +252,9 @@ func ReadVarint(r io.Reader) (int32, error) {
 func WriteVarlong(w io.Writer, v int64, minBytes int) error {
 	if minBytes < 1 || minBytes > 8 {
 		return fmt.Errorf("varlong min bytes %d: %w", minBytes, ErrOverflow)
+	}
+	if aw, ok := w.(appender); ok {
+		return writeAppended(w, encodeVar(aw.AvailableBuffer(), uint64(v), 8, minBytes))
 	}
 	var b [10]byte
 	_, err := w.Write(encodeVar(b[:0], uint64(v), 8, minBytes))

@@ -163,11 +163,36 @@ type MuxReader struct {
 	OnMsg func(code MsgCode, payload []byte) error
 	// MaxMsg bounds the size of an out-of-band message accepted.
 	MaxMsg int
+	one    [1]byte // ReadByte's buffer
 }
 
 // NewMuxReader returns a reader that demultiplexes r.
 func NewMuxReader(r io.Reader) *MuxReader {
 	return &MuxReader{r: r, MaxMsg: 64 * 1024}
+}
+
+// ReadByte returns the next data-frame byte (io.ByteReader: the
+// package's integer readers then need no buffer of their own).
+func (m *MuxReader) ReadByte() (byte, error) {
+	if m.remain > 0 {
+		if br, ok := m.r.(io.ByteReader); ok {
+			c, err := br.ReadByte()
+			if err == nil {
+				m.remain--
+			}
+			return c, err
+		}
+	}
+	for range 100 {
+		n, err := m.Read(m.one[:])
+		if n == 1 {
+			return m.one[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, io.ErrNoProgress
 }
 
 // Read returns data-frame payload bytes.

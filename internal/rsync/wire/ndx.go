@@ -64,7 +64,7 @@ func (c *NdxCodec) Read(r io.Reader) (int32, error) {
 		return ReadInt32(r)
 	}
 	var b [4]byte
-	if _, err := io.ReadFull(r, b[:1]); err != nil {
+	if err := readFull(r, b[:1]); err != nil {
 		return 0, fmt.Errorf("read file index: %w", err)
 	}
 	prev := &c.prevPos
@@ -73,7 +73,7 @@ func (c *NdxCodec) Read(r io.Reader) (int32, error) {
 	case 0:
 		return NdxDone, nil
 	case 0xFF:
-		if _, err := io.ReadFull(r, b[:1]); err != nil {
+		if err := readFull(r, b[:1]); err != nil {
 			return 0, fmt.Errorf("read file index: %w", err)
 		}
 		prev = &c.prevNeg
@@ -81,13 +81,13 @@ func (c *NdxCodec) Read(r io.Reader) (int32, error) {
 	}
 	var num int32
 	if b[0] == 0xFE {
-		if _, err := io.ReadFull(r, b[:2]); err != nil {
+		if err := readFull(r, b[:2]); err != nil {
 			return 0, fmt.Errorf("read file index: %w", err)
 		}
 		if b[0]&0x80 != 0 {
 			hi := b[0] &^ 0x80
 			lo := b[1]
-			if _, err := io.ReadFull(r, b[:2]); err != nil {
+			if err := readFull(r, b[:2]); err != nil {
 				return 0, fmt.Errorf("read file index: %w", err)
 			}
 			num = int32(uint32(lo) | uint32(b[0])<<8 | uint32(b[1])<<16 | uint32(hi)<<24)
