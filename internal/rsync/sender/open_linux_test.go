@@ -171,18 +171,6 @@ func TestOpenerOrderAndDescriptors(t *testing.T) {
 	}
 }
 
-// readListed opens path with o.openListed (size as in the file list)
-// and returns its contents.
-func readListed(t *testing.T, o *opener, path string, size int64) ([]byte, error) {
-	t.Helper()
-	var f srcFile
-	if err := o.openListed(path, size, &f); err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(&f)
-}
-
 // TestOpenerListed: a file opened with its listed size reads as it is on
 // disk whether the list is right or not (grown, shrunk, emptied, bigger
 // than the whole-read buffer); a small file whose size matches holds no

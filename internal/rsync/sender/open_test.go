@@ -19,8 +19,15 @@ import (
 // readAll opens path with o and returns its contents.
 func readAll(t *testing.T, o *opener, path string) ([]byte, error) {
 	t.Helper()
+	return readListed(t, o, path, -1)
+}
+
+// readListed opens path with o.openListed (size as in the file list; -1:
+// unknown, as open) and returns its contents.
+func readListed(t *testing.T, o *opener, path string, size int64) ([]byte, error) {
+	t.Helper()
 	var f srcFile
-	if err := o.open(path, &f); err != nil {
+	if err := o.openListed(path, size, &f); err != nil {
 		return nil, err
 	}
 	defer f.Close()
