@@ -9,7 +9,11 @@
 # Measured for each server:
 #   1. initial sync wall time (empty destination), and the server's CPU
 #      time for it (as in 3.; lanmirror's file list is ready before, from
-#      its start-up scan, as for every client of a running server),
+#      its start-up scan, as for every client of a running server):
+#      BENCH_INITIAL_RUNS syncs each (default 3), the servers taking
+#      turns, each into an emptied destination; the table gives the median
+#      and the first sync's figures (lanmirror's first client also encodes
+#      the file list that the next ones with the same options share),
 #   2. no-op sync wall time (nothing changed; median of BENCH_NOOP_RUNS),
 #   3. server CPU time per no-op sync (utime+stime+cutime+cstime of the
 #      daemon process from /proc/PID/stat; stock rsyncd forks a child per
@@ -23,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FILES=${BENCH_FILES:-150000}
+INITIAL_RUNS=${BENCH_INITIAL_RUNS:-3}
 NOOP_RUNS=${BENCH_NOOP_RUNS:-5}
 CLIENTS=${BENCH_CLIENTS:-10}
 MODULE=gentoo-portage
@@ -136,16 +141,18 @@ for _ in $(seq 1 1200); do
 done
 
 declare -A initial initial_cpu initial_comp noop cpu conc conc_cpu noop_runs noop_cpus port pid
+declare -A initial_runs initial_cpus initial_first initial_cpu_first
 port[rsyncd]=$port_stock pid[rsyncd]=$pid_stock
 port[lanmirror]=$port_lm pid[lanmirror]=$pid_lm
 url() { echo "rsync://127.0.0.1:${port[$1]}/$MODULE/"; }
 ticks_to_s() { awk -v d="$1" -v t="$TICK" 'BEGIN { printf "%.3f", d / t }'; }
 
-# initial NAME: the first sync into an empty directory, its wall time,
+# initial_sync NAME: a sync into an emptied directory, its wall time,
 # the server's CPU and the compression the client negotiated.
 initial_sync() {
-	local name=$1 t0 t1 c0 c1
+	local name=$1 t0 t1 c0 c1 wall cpus
 	echo "$name: initial sync..." >&2
+	rm -rf "$work/dst-$name"
 	wait_children "${pid[$name]}"
 	c0=$(cpu_ticks "${pid[$name]}")
 	t0=$(now)
@@ -153,8 +160,11 @@ initial_sync() {
 	t1=$(now)
 	wait_children "${pid[$name]}"
 	c1=$(cpu_ticks "${pid[$name]}")
-	initial[$name]=$(elapsed "$t0" "$t1")
-	initial_cpu[$name]=$(ticks_to_s $((c1 - c0)))
+	wall=$(elapsed "$t0" "$t1")
+	cpus=$(ticks_to_s $((c1 - c0)))
+	initial_runs[$name]+="$wall"$'\n'
+	initial_cpus[$name]+="$cpus"$'\n'
+	: "${initial_first[$name]:=$wall}" "${initial_cpu_first[$name]:=$cpus}"
 	initial_comp[$name]=$(sed -n 's/^Client negotiated compress: //p' "$work/$name-initial.out")
 	if grep -q "Number of regular files transferred: 0" "$work/$name-initial.out"; then
 		echo "bench/rsync.sh: $name initial sync transferred nothing" >&2
@@ -204,8 +214,14 @@ concurrent() {
 # The two servers take turns at each step, so that a change in the
 # machine's load during the run affects both alike.
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-initial_sync rsyncd
-initial_sync lanmirror
+for _ in $(seq 1 "$INITIAL_RUNS"); do
+	initial_sync rsyncd
+	initial_sync lanmirror
+done
+for name in rsyncd lanmirror; do
+	initial[$name]=$(printf '%s' "${initial_runs[$name]}" | median)
+	initial_cpu[$name]=$(printf '%s' "${initial_cpus[$name]}" | median)
+done
 echo "$NOOP_RUNS no-op syncs each, alternating..." >&2
 for _ in $(seq 1 "$NOOP_RUNS"); do
 	noop_sync rsyncd
@@ -234,8 +250,11 @@ echo "rsync benchmark: $files, $size; $(nproc) cores; rsync $("$RSYNC" --version
 echo
 echo "| measure | stock rsyncd | lanmirror | lanmirror / rsyncd |"
 echo "|---|---:|---:|---:|"
-echo "| initial sync, wall (s) | ${initial[rsyncd]} | ${initial[lanmirror]} | $(ratio "${initial[rsyncd]}" "${initial[lanmirror]}") |"
-echo "| server CPU per initial sync (s) | ${initial_cpu[rsyncd]} | ${initial_cpu[lanmirror]} | $(ratio "${initial_cpu[rsyncd]}" "${initial_cpu[lanmirror]}") |"
+echo "| initial sync, wall (s, median of $INITIAL_RUNS) | ${initial[rsyncd]} | ${initial[lanmirror]} | $(ratio "${initial[rsyncd]}" "${initial[lanmirror]}") |"
+echo "| server CPU per initial sync (s, median of $INITIAL_RUNS) | ${initial_cpu[rsyncd]} | ${initial_cpu[lanmirror]} | $(ratio "${initial_cpu[rsyncd]}" "${initial_cpu[lanmirror]}") |"
+echo "| initial sync, wall (s, first) | ${initial_first[rsyncd]} | ${initial_first[lanmirror]} | $(ratio "${initial_first[rsyncd]}" "${initial_first[lanmirror]}") |"
+echo "| server CPU per initial sync (s, first) | ${initial_cpu_first[rsyncd]} | ${initial_cpu_first[lanmirror]} | $(ratio "${initial_cpu_first[rsyncd]}" "${initial_cpu_first[lanmirror]}") |"
+echo "| server CPU per initial sync, each (s) | $(printf '%s' "${initial_cpus[rsyncd]}" | paste -sd' ') | $(printf '%s' "${initial_cpus[lanmirror]}" | paste -sd' ') | |"
 echo "| compression negotiated (initial sync) | ${initial_comp[rsyncd]:-?} | ${initial_comp[lanmirror]:-?} | |"
 echo "| no-op sync, wall (s, median of $NOOP_RUNS) | ${noop[rsyncd]} | ${noop[lanmirror]} | $(ratio "${noop[rsyncd]}" "${noop[lanmirror]}") |"
 echo "| server CPU per no-op sync (s, median) | ${cpu[rsyncd]} | ${cpu[lanmirror]} | $(ratio "${cpu[rsyncd]}" "${cpu[lanmirror]}") |"
