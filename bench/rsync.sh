@@ -213,24 +213,29 @@ concurrent() {
 
 # The two servers take turns at each step, so that a change in the
 # machine's load during the run affects both alike.
+# alternate STEP N: STEP rsyncd, then STEP lanmirror, N times.
+alternate() {
+	for _ in $(seq 1 "$2"); do
+		"$1" rsyncd
+		"$1" lanmirror
+	done
+}
+# medians OUT RUNS: OUT[server] = the median of the lines of RUNS[server].
+medians() {
+	local -n out=$1 runs=$2
+	local name
+	for name in rsyncd lanmirror; do
+		out[$name]=$(printf '%s' "${runs[$name]}" | median)
+	done
+}
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-for _ in $(seq 1 "$INITIAL_RUNS"); do
-	initial_sync rsyncd
-	initial_sync lanmirror
-done
-for name in rsyncd lanmirror; do
-	initial[$name]=$(printf '%s' "${initial_runs[$name]}" | median)
-	initial_cpu[$name]=$(printf '%s' "${initial_cpus[$name]}" | median)
-done
+alternate initial_sync "$INITIAL_RUNS"
+medians initial initial_runs
+medians initial_cpu initial_cpus
 echo "$NOOP_RUNS no-op syncs each, alternating..." >&2
-for _ in $(seq 1 "$NOOP_RUNS"); do
-	noop_sync rsyncd
-	noop_sync lanmirror
-done
-for name in rsyncd lanmirror; do
-	noop[$name]=$(printf '%s' "${noop_runs[$name]}" | median)
-	cpu[$name]=$(printf '%s' "${noop_cpus[$name]}" | median)
-done
+alternate noop_sync "$NOOP_RUNS"
+medians noop noop_runs
+medians cpu noop_cpus
 concurrent rsyncd
 concurrent lanmirror
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
