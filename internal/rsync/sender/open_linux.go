@@ -36,10 +36,7 @@ func newOpener(root *os.Root) *opener {
 
 // open opens the regular file at path (module-relative) into f.
 func (o *opener) open(path string, f *srcFile) error {
-	fd, err := o.openFast(path)
-	if err != nil {
-		return err
-	}
+	fd := o.openFast(path)
 	if fd < 0 {
 		return openRoot(o.root, path, f)
 	}
@@ -64,10 +61,7 @@ func (o *opener) openListed(path string, size int64, f *srcFile) error {
 	if size < 0 || size > smallMax {
 		return o.open(path, f)
 	}
-	fd, err := o.openFast(path)
-	if err != nil {
-		return err
-	}
+	fd := o.openFast(path)
 	if fd < 0 {
 		return openRoot(o.root, path, f)
 	}
@@ -92,12 +86,12 @@ func (o *opener) openListed(path string, size int64, f *srcFile) error {
 	}
 }
 
-// openFast opens path with openat2 beneath the root. It returns -1 and
-// no error when the Root must open it instead (no openat2 here, or
-// openat2 refused or failed on it: the Root then gives its own answer).
-func (o *opener) openFast(path string) (int, error) {
+// openFast opens path with openat2 beneath the root. It returns -1 when
+// the Root must open it instead (no openat2 here, or openat2 refused or
+// failed on it: the Root then gives its own answer).
+func (o *opener) openFast(path string) int {
 	if o.dir == nil {
-		return -1, nil
+		return -1
 	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
@@ -106,7 +100,7 @@ func (o *opener) openFast(path string) (int, error) {
 	for {
 		fd, err := o.openat2(path, &how)
 		if err == nil {
-			return fd, nil
+			return fd
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue
@@ -114,7 +108,7 @@ func (o *opener) openFast(path string) (int, error) {
 		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
 			o.close() // no openat2 here (old kernel, seccomp)
 		}
-		return -1, nil
+		return -1
 	}
 }
 
